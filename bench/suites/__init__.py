@@ -1,0 +1,1 @@
+"""Benchmark suites, one module per family; each exposes cases(device, dtype, quick)."""

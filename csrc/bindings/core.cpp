@@ -1,0 +1,67 @@
+// Build facts and the dtype / device codes the Python bridge reads.
+#include "common.h"
+#include "sl/dtype.h"
+#include "sl/parallel.h"
+#ifdef SL_WITH_CUDA
+#include "sl/cuda_runtime_info.h"
+#endif
+
+namespace sl {
+namespace bind {
+namespace {
+
+void bind_core(py::module_& m) {
+  m.attr("DTYPE_F32") = static_cast<int>(DType::F32);
+  m.attr("DTYPE_F64") = static_cast<int>(DType::F64);
+  m.attr("DTYPE_F16") = static_cast<int>(DType::F16);
+  m.attr("DTYPE_BF16") = static_cast<int>(DType::BF16);
+  m.attr("DEVICE_CPU") = static_cast<int>(DeviceType::CPU);
+  m.attr("DEVICE_CUDA") = static_cast<int>(DeviceType::CUDA);
+#ifdef SL_VERSION
+  m.attr("VERSION") = SL_VERSION;
+#else
+  m.attr("VERSION") = "unknown";
+#endif
+#ifdef SL_WITH_CUDA
+  m.attr("WITH_CUDA") = true;
+  m.attr("CUDA_ARCHITECTURES") = SL_CUDA_ARCHS;
+#else
+  m.attr("WITH_CUDA") = false;
+  m.attr("CUDA_ARCHITECTURES") = "";
+#endif
+#ifdef SL_WITH_OPENMP
+  m.attr("WITH_OPENMP") = true;
+  m.attr("OPENMP_VERSION") = static_cast<int>(_OPENMP);
+#else
+  m.attr("WITH_OPENMP") = false;
+  m.attr("OPENMP_VERSION") = 0;
+#endif
+  m.def("openmp_max_threads", &max_threads, "threads an OpenMP region of this module would use");
+  m.def("cuda_runtime_version", []() {
+#ifdef SL_WITH_CUDA
+    return cuda_runtime_version();
+#else
+    return 0;
+#endif
+  }, "CUDA runtime version the kernels were built with (0 without CUDA)");
+  m.def("cuda_driver_version", []() {
+#ifdef SL_WITH_CUDA
+    return cuda_driver_version();
+#else
+    return 0;
+#endif
+  }, "CUDA driver version (0 without CUDA or without a driver)");
+  m.def("cuda_device_count", []() {
+#ifdef SL_WITH_CUDA
+    return cuda_device_count();
+#else
+    return 0;
+#endif
+  }, "CUDA devices visible to this module's runtime");
+}
+
+const Registrar reg("core", &bind_core);
+
+}  // namespace
+}  // namespace bind
+}  // namespace sl

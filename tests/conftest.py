@@ -1,0 +1,27 @@
+import pytest
+import torch
+
+CUDA = torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_cuda = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "cuda" in item.keywords and not CUDA:
+            item.add_marker(skip_cuda)
+
+
+@pytest.fixture
+def gen():
+    """A fresh seeded CPU generator per test (seed from the test's name: reproducible)."""
+    import zlib
+
+    def make(salt: int = 0) -> torch.Generator:
+        return torch.Generator().manual_seed(zlib.crc32(str(salt).encode()) & 0x7FFFFFFF)
+
+    return make
+
+
+def devices():
+    """cpu always, cuda as a marked parameter (skipped without a GPU)."""
+    return ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
