@@ -41,10 +41,11 @@ def time_fn(fn: Callable[[], Any], device: str, *, budget_s: float = 1.0, min_re
     return {"median_s": statistics.median(times), "min_s": min(times), "repeats": reps}
 
 
-def copy_bandwidth(device: str, nbytes: int = 256 << 20) -> float | None:
-    """Device-to-device copy bandwidth in GB/s (read + write counted), measured now."""
-    if not device.startswith("cuda"):
-        return None
+def copy_bandwidth(device: str, nbytes: int | None = None) -> float:
+    """Copy bandwidth in GB/s (read + write counted) of a preallocated ``dst.copy_(src)``
+    on the device, measured now: device-to-device on CUDA (256 MiB), memcpy on CPU (64 MiB)."""
+    if nbytes is None:
+        nbytes = (256 << 20) if device.startswith("cuda") else (64 << 20)
     src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).fill_(1.0)
     dst = torch.empty_like(src)
     t = time_fn(lambda: dst.copy_(src), device, budget_s=0.5, min_repeats=10)

@@ -232,8 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.filter:
         cases = [c for c in cases if args.filter in c.name]
     copy_gbps = copy_bandwidth(device)
-    if copy_gbps:
-        print(f"device-to-device copy bandwidth: {copy_gbps:.0f} GB/s", file=sys.stderr)
+    print(f"{device} copy bandwidth (dst.copy_(src), read + write): {copy_gbps:.1f} GB/s", file=sys.stderr)
 
     try:
         from tqdm import tqdm

@@ -81,6 +81,24 @@ inline void local_transform(A* x, std::int64_t m) {
   }
 }
 
+// One row in the accumulation buffer: every chunk locally, then the stages above the
+// chunk. Compiled twice on x86-64 (AVX2 and baseline) and picked at load time, so the
+// wheel stays portable while the butterflies use 8-wide vectors where the CPU has them.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SL_CPU_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define SL_CPU_CLONES
+#endif
+
+template <typename A>
+inline void transform_row_impl(A* buf, std::int64_t n, std::int64_t L) {
+  for (std::int64_t c = 0; c < n; c += L) local_transform(buf + c, L);
+  if (L < n) stages_from(buf, n, L);
+}
+
+SL_CPU_CLONES void transform_row(float* buf, std::int64_t n, std::int64_t L) { transform_row_impl(buf, n, L); }
+SL_CPU_CLONES void transform_row(double* buf, std::int64_t n, std::int64_t L) { transform_row_impl(buf, n, L); }
+
 template <typename T>
 Status run(const RowsView& in, const RowsView& out, double scale, std::int64_t local_len) {
   using A = typename acc_type<T>::type;
@@ -109,8 +127,7 @@ Status run(const RowsView& in, const RowsView& out, double scale, std::int64_t l
       } else {
         for (std::int64_t i = 0; i < n; ++i) buf[i] = load_acc(x + i * in.s_elem);
       }
-      for (std::int64_t c = 0; c < n; c += L) local_transform(buf + c, L);
-      if (L < n) stages_from(buf, n, L);
+      transform_row(buf, n, L);
       T* y = dst + out.row_offset(r);
       for (std::int64_t i = 0; i < n; ++i) store_acc(y + i * out.s_elem, buf[i] * s);
     }
