@@ -5,8 +5,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_ci_runs_exactly_the_readme_test_command():
-    readme = open(os.path.join(ROOT, "README.md")).read()
-    ci = open(os.path.join(ROOT, ".ci", "run")).read()
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    with open(os.path.join(ROOT, ".ci", "run")) as f:
+        ci = f.read()
     ci_cmd = [ln for ln in ci.splitlines() if ln.startswith("pip install \".[test]\"")]
     assert len(ci_cmd) == 1, ci_cmd
     blocks = re.findall(r"```bash\n(.*?)```", readme, re.S)
