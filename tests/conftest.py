@@ -25,3 +25,15 @@ def gen():
 def devices():
     """cpu always, cuda as a marked parameter (skipped without a GPU)."""
     return ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+
+
+def pytest_configure(config):
+    import subspace_linalg
+    from subspace_linalg import _native
+
+    if not _native.available():
+        raise pytest.UsageError(
+            f"subspace_linalg was imported from {subspace_linalg.__file__} without its native module "
+            f"({_native.import_error()}). Install it (pip install '.[test]') and run `pytest tests` "
+            "(not `python -m pytest`, which puts the source tree first on sys.path)."
+        )
