@@ -64,24 +64,19 @@ def check_choice(fn: str, name: str, v, choices) -> str:
     return v
 
 
-def check_same_device(fn: str, **tensors: torch.Tensor) -> None:
+def _check_same(fn: str, attr: str, exc: type, tensors: dict) -> None:
     items = [(k, t) for k, t in tensors.items() if t is not None]
-    if not items:
-        return
-    k0, t0 = items[0]
     for k, t in items[1:]:
-        if t.device != t0.device:
-            raise ValueError(f"{fn}: {k} must be on {k0}'s device {t0.device}, got {t.device}")
+        if getattr(t, attr) != getattr(items[0][1], attr):
+            raise exc(f"{fn}: {k} must have {items[0][0]}'s {attr} {getattr(items[0][1], attr)}, got {getattr(t, attr)}")
+
+
+def check_same_device(fn: str, **tensors: torch.Tensor) -> None:
+    _check_same(fn, "device", ValueError, tensors)
 
 
 def check_same_dtype(fn: str, **tensors: torch.Tensor) -> None:
-    items = [(k, t) for k, t in tensors.items() if t is not None]
-    if not items:
-        return
-    k0, t0 = items[0]
-    for k, t in items[1:]:
-        if t.dtype != t0.dtype:
-            raise TypeError(f"{fn}: {k} must have {k0}'s dtype {t0.dtype}, got {t.dtype}")
+    _check_same(fn, "dtype", TypeError, tensors)
 
 
 def check_finite(fn: str, name: str, x: torch.Tensor) -> None:

@@ -37,27 +37,15 @@ void bind_core(py::module_& m) {
   m.attr("OPENMP_VERSION") = 0;
 #endif
   m.def("openmp_max_threads", &max_threads, "threads an OpenMP region of this module would use");
-  m.def("cuda_runtime_version", []() {
+  // CUDA runtime facts (0 on a CPU-only build; -1/0 when the driver is missing)
 #ifdef SL_WITH_CUDA
-    return cuda_runtime_version();
+  m.def("cuda_runtime_version", &cuda_runtime_version, "CUDA runtime version the kernels were built with");
+  m.def("cuda_driver_version", &cuda_driver_version, "CUDA driver version (0 without a driver)");
+  m.def("cuda_device_count", &cuda_device_count, "CUDA devices visible to this module's runtime");
 #else
-    return 0;
+  for (const char* name : {"cuda_runtime_version", "cuda_driver_version", "cuda_device_count"})
+    m.def(name, []() { return 0; }, "0: this build has no CUDA kernels");
 #endif
-  }, "CUDA runtime version the kernels were built with (0 without CUDA)");
-  m.def("cuda_driver_version", []() {
-#ifdef SL_WITH_CUDA
-    return cuda_driver_version();
-#else
-    return 0;
-#endif
-  }, "CUDA driver version (0 without CUDA or without a driver)");
-  m.def("cuda_device_count", []() {
-#ifdef SL_WITH_CUDA
-    return cuda_device_count();
-#else
-    return 0;
-#endif
-  }, "CUDA devices visible to this module's runtime");
 }
 
 const Registrar reg("core", &bind_core);
