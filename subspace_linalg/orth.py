@@ -135,9 +135,9 @@ def orthonormalize(Y: torch.Tensor, *, method: str = "auto", check_finite: bool 
     if check_finite:
         _validate.check_finite(fn, "Y", Y)
     dt = compute_dtype(Y.dtype)
-    Yb = Y.to(dt).reshape((-1, m, k))
-    if Yb.numel() == 0:
+    if Y.numel() == 0:
         return torch.empty(Y.shape, dtype=dt, device=Y.device)
+    Yb = Y.to(dt).reshape((-1, m, k))
     if method == "householder":
         return _householder(Yb).reshape(Y.shape)
     if method == "shifted_cholqr3":
