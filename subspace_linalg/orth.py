@@ -120,9 +120,10 @@ def orthonormalize(Y: torch.Tensor, *, method: str = "auto", check_finite: bool 
     Rank-deficient and zero Y give an orthonormal Q whose span contains range(Y) (for a zero
     Y the leading columns of the identity). float32/float64 compute and return in their own
     dtype; float16/bfloat16 inputs are computed in float32 and Q is float32. Non-finite
-    input raises ValueError (``check_finite=False`` skips the check, one reduction and one
-    host sync). "auto" synchronizes once with the host to learn whether any element needs
-    a fallback.
+    input raises ValueError (``check_finite=False`` skips the check; on the CholeskyQR paths
+    it is free when every element factors, since a NaN or Inf in Y reaches the Gram diagonal
+    and breaks the Cholesky factorization). The Cholesky paths synchronize once with the
+    host to learn whether any element needs a fallback.
     """
     fn = "orthonormalize"
     _validate.check_tensor(fn, "Y", Y, dtypes=ALL_FLOATING, min_ndim=2)
@@ -132,20 +133,24 @@ def orthonormalize(Y: torch.Tensor, *, method: str = "auto", check_finite: bool 
     m, k = Y.shape[-2], Y.shape[-1]
     if m < k:
         raise ValueError(f"{fn}: Y must be tall (..., m, k) with m >= k, got shape {tuple(Y.shape)}")
-    if check_finite:
-        _validate.check_finite(fn, "Y", Y)
     dt = compute_dtype(Y.dtype)
     if Y.numel() == 0:
         return torch.empty(Y.shape, dtype=dt, device=Y.device)
     Yb = Y.to(dt).reshape((-1, m, k))
     if method == "householder":
+        if check_finite:
+            _validate.check_finite(fn, "Y", Y)
         return _householder(Yb).reshape(Y.shape)
     if method == "shifted_cholqr3":
         Q, ok = _shifted_cholqr3(Yb)
     else:
         Q, ok = _cholqr2(Yb)
     if bool(ok.all()):
+        # every Gram matrix factored: its diagonal (the squared column norms of Y) was finite,
+        # so Y was finite: the finiteness check costs nothing on this path
         return Q.reshape(Y.shape)
+    if check_finite:
+        _validate.check_finite(fn, "Y", Y)
     if method == "auto":
         def rescue(Ybad):
             Qs, oks = _shifted_cholqr3(Ybad)

@@ -4,10 +4,8 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <new>
 #include <string>
 #include <type_traits>
-#include <vector>
 
 #include "sl/dtype.h"
 #include "sl/parallel.h"
@@ -27,6 +25,18 @@ inline double dot(const T* __restrict a, const T* __restrict b, i64 len) {
   for (i64 i = 0; i < len; ++i) s += static_cast<double>(a[i]) * static_cast<double>(b[i]);
   return s;
 }
+
+// dot product accumulated in T (Cholesky and the triangular inverse, as LAPACK does)
+template <typename T>
+inline T dot_t(const T* __restrict a, const T* __restrict b, i64 len) {
+  T s = T(0);
+#pragma omp simd reduction(+ : s)
+  for (i64 i = 0; i < len; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// parallelise over the batch only when there is enough work to pay for a team
+inline bool worth_threads(i64 batch, i64 n, i64 m) { return batch > 1 && batch * n * n * m >= (i64{1} << 18); }
 
 template <typename T>
 inline void rotate(T* __restrict x, T* __restrict y, i64 len, T c, T s) {
@@ -48,7 +58,7 @@ inline T jacobi_tangent(T app, T aqq, T apq) {
 
 template <typename T>
 Status cholesky_run(const T* a_all, T* l_all, std::int32_t* info, i64 batch, i64 n) {
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if (worth_threads(batch, n, n))
   for (i64 b = 0; b < batch; ++b) {
     const T* a = a_all + b * n * n;
     T* l = l_all + b * n * n;
@@ -56,10 +66,10 @@ Status cholesky_run(const T* a_all, T* l_all, std::int32_t* info, i64 batch, i64
     for (i64 i = 0; i < n && !fail; ++i) {
       T* li = l + i * n;
       for (i64 j = 0; j < i; ++j) {
-        const T s = a[i * n + j] - static_cast<T>(dot(li, l + j * n, j));
+        const T s = a[i * n + j] - dot_t(li, l + j * n, j);
         li[j] = s / l[j * n + j];
       }
-      const T d = a[i * n + i] - static_cast<T>(dot(li, li, i));
+      const T d = a[i * n + i] - dot_t(li, li, i);
       if (!(d > T(0)) || !std::isfinite(d)) {
         fail = static_cast<std::int32_t>(i + 1);
         break;
@@ -78,40 +88,35 @@ Status cholesky_run(const T* a_all, T* l_all, std::int32_t* info, i64 batch, i64
 
 template <typename T>
 Status tril_inverse_run(const T* l_all, T* x_all, std::int32_t* info, i64 batch, i64 n) {
-  std::vector<T> scratch;
-  const int nt = max_threads();
-  try {
-    scratch.resize(static_cast<std::size_t>(n) * static_cast<std::size_t>(nt));
-  } catch (const std::bad_alloc&) {
-    return invalid_argument("tril_inverse_small: cannot allocate host scratch");
-  }
-#pragma omp parallel num_threads(nt)
-  {
-    T* col = scratch.data() + static_cast<std::size_t>(thread_id()) * static_cast<std::size_t>(n);
-#pragma omp for schedule(dynamic, 1)
-    for (i64 b = 0; b < batch; ++b) {
-      const T* l = l_all + b * n * n;
-      T* x = x_all + b * n * n;
-      std::int32_t fail = 0;
-      for (i64 i = 0; i < n; ++i) {
-        const T d = l[i * n + i];
-        if (d == T(0) || !std::isfinite(d)) {
-          fail = static_cast<std::int32_t>(i + 1);
-          break;
-        }
+#pragma omp parallel for schedule(dynamic, 1) if (worth_threads(batch, n, n))
+  for (i64 b = 0; b < batch; ++b) {
+    const T* l = l_all + b * n * n;
+    T* x = x_all + b * n * n;
+    std::int32_t fail = 0;
+    for (i64 i = 0; i < n; ++i) {
+      const T d = l[i * n + i];
+      if (d == T(0) || !std::isfinite(d)) {
+        fail = static_cast<std::int32_t>(i + 1);
+        break;
       }
-      for (i64 i = 0; i < n * n; ++i) x[i] = T(0);
-      info[b] = fail;
-      if (fail) continue;
-      // column j of X: X[j, j] = 1 / L[j, j]; X[i, j] = -(L[i, j:i] . X[j:i, j]) / L[i, i]
-      for (i64 j = 0; j < n; ++j) {
-        col[j] = T(1) / l[j * n + j];
-        for (i64 i = j + 1; i < n; ++i) {
-          const T s = static_cast<T>(dot(l + i * n + j, col + j, i - j));
-          col[i] = -s / l[i * n + i];
-        }
-        for (i64 i = j; i < n; ++i) x[i * n + j] = col[i];
+    }
+    for (i64 i = 0; i < n * n; ++i) x[i] = T(0);
+    info[b] = fail;
+    if (fail) continue;
+    // row i of X: acc = L[i, 0:i] X[0:i, :] (ascending l, as the CUDA kernel sums),
+    // X[i, j] = -acc[j] / L[i, i] for j < i, X[i, i] = 1 / L[i, i]
+    for (i64 i = 0; i < n; ++i) {
+      T* xi = x + i * n;
+      const T* li = l + i * n;
+      for (i64 t = 0; t < i; ++t) {
+        const T c = li[t];
+        const T* xt = x + t * n;
+#pragma omp simd
+        for (i64 j = 0; j <= t; ++j) xi[j] += c * xt[j];
       }
+      const T d = li[i];
+      for (i64 j = 0; j < i; ++j) xi[j] = -xi[j] / d;
+      xi[i] = T(1) / d;
     }
   }
   return Status::ok();
@@ -136,10 +141,10 @@ Status eigh_run(T* a_all, T* w_all, T* vt_all, std::int32_t* info, i64 batch, i6
   const i64 ne = n + (n & 1);
   const i64 half = ne / 2;
   const T eps = std::numeric_limits<T>::epsilon();
-#pragma omp parallel
+#pragma omp parallel if (worth_threads(batch, n, 8 * n))
   {
-    std::vector<T> cs(static_cast<std::size_t>(half)), sn(static_cast<std::size_t>(half));
-    std::vector<i64> pp(static_cast<std::size_t>(half)), qq(static_cast<std::size_t>(half));
+    T cs[kSmallDenseMaxN / 2], sn[kSmallDenseMaxN / 2];
+    i64 pp[kSmallDenseMaxN / 2], qq[kSmallDenseMaxN / 2];
 #pragma omp for schedule(dynamic, 1)
     for (i64 b = 0; b < batch; ++b) {
       T* a = a_all + b * n * n;
@@ -205,7 +210,7 @@ Status svd_run(T* at_all, T* vt_all, std::int32_t* info, i64 batch, i64 m, i64 n
   const i64 ne = n + (n & 1);
   const i64 half = ne / 2;
   const double tol = static_cast<double>(std::numeric_limits<T>::epsilon()) * std::sqrt(static_cast<double>(m));
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if (worth_threads(batch, n, 8 * m))
   for (i64 b = 0; b < batch; ++b) {
     T* at = at_all + b * n * m;
     T* vt = vt_all + b * n * n;

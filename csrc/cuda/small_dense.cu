@@ -1,7 +1,7 @@
 // CUDA small dense batched kernels (contract: sl/small_dense.h), one thread block per
 // matrix, working in global memory (the output buffers), with the CPU twin's algorithms:
 //  * Cholesky-Crout: column j's pivot by a block reduction, then rows i > j of column j in
-//    parallel (each a dot product of length j, accumulated in double);
+//    parallel (each a dot product of length j, accumulated in the element type);
 //  * triangular inverse: rows of X in sequence, the entries of a row in parallel;
 //  * two-sided Jacobi: the n/2 disjoint rotations of a round-robin step in parallel
 //    (column update, then row update of A and V^T);
@@ -84,9 +84,9 @@ __global__ void cholesky_kernel(const T* __restrict__ a_all, T* __restrict__ l_a
   for (i64 j = 0; j < n; ++j) {
     for (i64 t = threadIdx.x; t < j; t += blockDim.x) lj[t] = l[j * n + t];
     __syncthreads();
-    double part = 0.0;
-    for (i64 t = threadIdx.x; t < j; t += blockDim.x) part += static_cast<double>(lj[t]) * static_cast<double>(lj[t]);
-    const T d = a[j * n + j] - static_cast<T>(block_sum(part, red));
+    T part = T(0);
+    for (i64 t = threadIdx.x; t < j; t += blockDim.x) part += lj[t] * lj[t];
+    const T d = a[j * n + j] - static_cast<T>(block_sum(static_cast<double>(part), red));
     if (!(d > T(0)) || !finite_(static_cast<double>(d))) {
       if (threadIdx.x == 0) fail = static_cast<int>(j + 1);
       __syncthreads();
@@ -96,9 +96,9 @@ __global__ void cholesky_kernel(const T* __restrict__ a_all, T* __restrict__ l_a
     if (threadIdx.x == 0) l[j * n + j] = ljj;
     for (i64 i = j + 1 + threadIdx.x; i < n; i += blockDim.x) {
       const T* li = l + i * n;
-      double s = 0.0;
-      for (i64 t = 0; t < j; ++t) s += static_cast<double>(li[t]) * static_cast<double>(lj[t]);
-      l[i * n + j] = (a[i * n + j] - static_cast<T>(s)) / ljj;
+      T s = T(0);
+      for (i64 t = 0; t < j; ++t) s += li[t] * lj[t];
+      l[i * n + j] = (a[i * n + j] - s) / ljj;
     }
     __syncthreads();
   }
@@ -135,9 +135,9 @@ __global__ void tril_inverse_kernel(const T* __restrict__ l_all, T* __restrict__
       if (j == i) {
         x[i * n + i] = T(1) / li[i];
       } else {
-        double s = 0.0;
-        for (i64 t = j; t < i; ++t) s += static_cast<double>(li[t]) * static_cast<double>(x[t * n + j]);
-        x[i * n + j] = -static_cast<T>(s) / li[i];
+        T s = T(0);
+        for (i64 t = j; t < i; ++t) s += li[t] * x[t * n + j];
+        x[i * n + j] = -s / li[i];
       }
     }
     __syncthreads();
