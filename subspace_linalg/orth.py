@@ -100,6 +100,26 @@ def _fill(Q: torch.Tensor, ok: torch.Tensor, Y: torch.Tensor, fallback) -> torch
     return Q
 
 
+def cholqr2(Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """CholeskyQR2 of Y (..., m, k) with no host synchronization and no fallback, for
+    pipelines that check once at the end (e.g. inside power iterations): returns
+    ``(Q, ok)`` with ok a bool tensor of the batch shape, True where Q passed the checks of
+    :func:`orthonormalize` (then Q^T Q = I to O(sqrt(k) u)); where ok is False, Q is finite
+    but not to be trusted (recompute those elements with :func:`orthonormalize`). float16 /
+    bfloat16 inputs are computed in float32; no finiteness check (a non-finite Y gives
+    ok False)."""
+    fn = "cholqr2"
+    _validate.check_tensor(fn, "Y", Y, dtypes=ALL_FLOATING, min_ndim=2)
+    m, k = Y.shape[-2], Y.shape[-1]
+    if m < k:
+        raise ValueError(f"{fn}: Y must be tall (..., m, k) with m >= k, got shape {tuple(Y.shape)}")
+    dt = compute_dtype(Y.dtype)
+    if Y.numel() == 0:
+        return torch.empty(Y.shape, dtype=dt, device=Y.device), torch.ones(Y.shape[:-2], dtype=torch.bool, device=Y.device)
+    Q, ok = _cholqr2(Y.to(dt).reshape((-1, m, k)))
+    return Q.reshape(Y.shape), ok.reshape(Y.shape[:-2])
+
+
 def orthonormalize(Y: torch.Tensor, *, method: str = "auto", check_finite: bool = True) -> torch.Tensor:
     """Orthonormal basis Q (..., m, k) of the columns of Y (..., m, k), m >= k: Q^T Q = I to
     a few units of roundoff times sqrt(k), and range(Y) contained in range(Q).

@@ -168,6 +168,18 @@ def test_k_beyond_native_limit(gen):
     assert _range_residual(Q, Y) <= rtol("orth", torch.float64, 520)
 
 
+def test_sync_free_cholqr2_flags(gen):
+    from subspace_linalg.orth import cholqr2
+
+    Y = _with_cond((3,), 300, 10, 10.0, gen(10), torch.float64)
+    Y[1] = 0.0
+    Q, ok = cholqr2(Y)
+    assert ok.tolist() == [True, False, True]
+    assert bool(torch.isfinite(Q).all())
+    assert _orth_err(Q[[0, 2]]) <= rtol("orth", torch.float64, 10)
+    torch.testing.assert_close(Q[[0, 2]], sl.orthonormalize(Y[[0, 2]]), rtol=0, atol=0)
+
+
 def test_bad_input():
     with pytest.raises(ValueError, match="orthonormalize: Y must be tall"):
         sl.orthonormalize(torch.zeros(3, 5))
