@@ -111,10 +111,11 @@ def test_tril_inverse_zero_diagonal(device):
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [((), 1), ((5,), 2), ((3,), 7), ((2, 2), 33), ((2,), 96)])
-def test_eigh_matches_numpy(device, dtype, shape, gen):
+@pytest.mark.parametrize("method", ["jacobi", "auto"])
+def test_eigh_matches_numpy(device, dtype, shape, method, gen):
     b, n = shape
     A = _sym(b, n, dtype, gen(n), device=device)
-    w, V = sl.eigh_small(A)
+    w, V = sl.eigh_small(A, method=method)
     assert w.shape == A.shape[:-1] and V.shape == A.shape and w.dtype == dtype
     tol = rtol("small_dense", dtype, n)
     A64 = A.double().cpu()
@@ -135,18 +136,18 @@ def test_eigh_degenerate_and_lower_triangle(dtype, gen):
     w0 = torch.tensor([-2.0] * 4 + [0.0] * 4 + [3.0] * 4, dtype=torch.float64)
     A = ((Q * w0) @ Q.mT).to(dtype)
     A_upper_garbage = A.tril() + 100.0 * torch.triu(torch.ones(n, n, dtype=dtype), 1)  # upper ignored
-    w, V = sl.eigh_small(A_upper_garbage)
+    w, V = sl.eigh_small(A_upper_garbage, method="jacobi")
     tol = rtol("small_dense", dtype, n)
     assert float((w.double() - w0).abs().max()) <= tol * 3
     assert float(_fro(V.mT @ V - torch.eye(n, dtype=dtype))) <= tol
-    w, V = sl.eigh_small(torch.zeros(2, n, n, dtype=dtype))
+    w, V = sl.eigh_small(torch.zeros(2, n, n, dtype=dtype), method="jacobi")
     assert bool((w == 0).all()) and float(_fro(V.mT @ V - torch.eye(n, dtype=dtype)).max()) <= tol
 
 
 def test_eigh_not_converged_warns(gen):
     A = _sym((2,), 40, torch.float64, gen(4))
     with pytest.warns(NotConvergedWarning, match="max_sweeps=1"):
-        sl.eigh_small(A, max_sweeps=1)
+        sl.eigh_small(A, method="jacobi", max_sweeps=1)
 
 
 # ---------------------------------------------------------------- svd
@@ -154,10 +155,11 @@ def test_eigh_not_converged_warns(gen):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [((), 1, 1), ((4,), 8, 8), ((3,), 40, 12), ((2,), 12, 40), ((2, 2), 64, 64),
                                    ((), 300, 100)])
-def test_svd_matches_numpy(device, dtype, shape, gen):
+@pytest.mark.parametrize("method", ["jacobi", "auto"])
+def test_svd_matches_numpy(device, dtype, shape, method, gen):
     b, m, n = shape
     A = torch.randn(*b, m, n, dtype=torch.float64, generator=gen(m * n)).to(dtype=dtype, device=device)
-    U, S, Vh = sl.svd_small(A)
+    U, S, Vh = sl.svd_small(A, method=method)
     r = min(m, n)
     assert U.shape == A.shape[:-2] + (m, r) and S.shape == A.shape[:-2] + (r,) and Vh.shape == A.shape[:-2] + (r, n)
     tol = rtol("small_dense", dtype, max(m, n))
@@ -180,7 +182,7 @@ def test_svd_rank_deficient_and_zero(dtype, gen):
     A = (torch.randn(2, m, r, dtype=torch.float64, generator=g) @ torch.randn(2, r, n, dtype=torch.float64, generator=g))
     A = torch.cat([A, torch.zeros(1, m, n, dtype=torch.float64)]).to(dtype)
     A[0, :, 3] = 0.0  # an exactly zero column too
-    U, S, Vh = sl.svd_small(A)
+    U, S, Vh = sl.svd_small(A, method="jacobi")
     tol = rtol("small_dense", dtype, m)
     eye = torch.eye(n, dtype=torch.float64)
     assert bool(torch.isfinite(U).all() and torch.isfinite(S).all() and torch.isfinite(Vh).all())
@@ -193,7 +195,7 @@ def test_svd_rank_deficient_and_zero(dtype, gen):
 
 def test_svd_low_precision_input_returns_float32(gen):
     A = torch.randn(3, 20, 6, generator=gen(6)).to(torch.bfloat16)
-    U, S, Vh = sl.svd_small(A)
+    U, S, Vh = sl.svd_small(A, method="jacobi")
     assert U.dtype == S.dtype == Vh.dtype == torch.float32
     S_np = np.linalg.svd(A.double().numpy(), compute_uv=False)
     assert np.max(np.abs(S.double().numpy() - S_np) / S_np[..., :1]) <= rtol("small_dense", torch.float32, 20)
@@ -211,6 +213,8 @@ def test_bad_input():
         sl.eigh_small(torch.zeros(513, 513))
     with pytest.raises(ValueError, match="non-finite"):
         sl.svd_small(torch.tensor([[1.0, float("inf")]]))
+    with pytest.raises(ValueError, match="method must be one of"):
+        sl.svd_small(torch.eye(3), method="lapack")
     with pytest.raises(ValueError, match="max_sweeps must be >= 1"):
         sl.eigh_small(torch.eye(3), max_sweeps=0)
 

@@ -135,7 +135,7 @@ def _solve_case(b, m, k, dtype, device) -> Case:
                 note="ours: native triangular inverse + one torch GEMM; error ||X L^T - Y|| / ||Y|| / cond(L)")
 
 
-def _eigh_case(b, n, dtype, device) -> Case:
+def _eigh_case(b, n, dtype, device, method="auto") -> Case:
     def setup():
         g = torch.Generator().manual_seed(n + b)
         A = torch.randn(b, n, n, dtype=torch.float64, generator=g)
@@ -148,12 +148,14 @@ def _eigh_case(b, n, dtype, device) -> Case:
         res_ = torch.linalg.matrix_norm(A @ V - V * w.unsqueeze(-2)) / torch.linalg.matrix_norm(A)
         return max(float(res_.max()), float(torch.linalg.matrix_norm(V.mT @ V - eye).max()))
 
-    return Case(SUITE, f"eigh {b}x{n}x{n} {_name(dtype)}", setup, lambda inp: sl.eigh_small(inp["A"], check_finite=False),
+    return Case(SUITE, f"eigh_small[{method}] {b}x{n}x{n} {_name(dtype)}", setup,
+                lambda inp: sl.eigh_small(inp["A"], method=method, check_finite=False),
                 check, 50.0 * math.sqrt(n) * _eps(dtype), [Peer("torch.linalg.eigh", lambda inp: torch.linalg.eigh(inp["A"]))],
-                params={"batch": b, "n": n, "dtype": _name(dtype)}, note="error max(||AV - VW||/||A||, ||V^T V - I||)")
+                params={"batch": b, "n": n, "dtype": _name(dtype), "method": method},
+                note="error max(||AV - VW||/||A||, ||V^T V - I||)")
 
 
-def _svd_case(b, m, n, dtype, device) -> Case:
+def _svd_case(b, m, n, dtype, device, method="auto") -> Case:
     def setup():
         g = torch.Generator().manual_seed(m * n + b)
         return {"A": torch.randn(b, m, n, dtype=torch.float64, generator=g).to(dtype=dtype, device=device)}
@@ -168,10 +170,11 @@ def _svd_case(b, m, n, dtype, device) -> Case:
         return max(float(rec.max()), float(torch.linalg.matrix_norm(U.mT @ U - eye).max()),
                    float(torch.linalg.matrix_norm(Vh @ Vh.mT - eye).max()))
 
-    return Case(SUITE, f"svd {b}x{m}x{n} {_name(dtype)}", setup, lambda inp: sl.svd_small(inp["A"], check_finite=False),
+    return Case(SUITE, f"svd_small[{method}] {b}x{m}x{n} {_name(dtype)}", setup,
+                lambda inp: sl.svd_small(inp["A"], method=method, check_finite=False),
                 check, 50.0 * math.sqrt(max(m, n)) * _eps(dtype),
                 [Peer("torch.linalg.svd", lambda inp: torch.linalg.svd(inp["A"], full_matrices=False))],
-                params={"batch": b, "m": m, "n": n, "dtype": _name(dtype)},
+                params={"batch": b, "m": m, "n": n, "dtype": _name(dtype), "method": method},
                 note="error max(||USV^T - A||/||A||, ||U^T U - I||, ||V^T V - I||)")
 
 
@@ -182,8 +185,8 @@ def cases(device: str, dtype: torch.dtype, quick: bool) -> list[Case]:
             _orth_case(32, 1024, 32, 1e2, dtype, device),
             _cholesky_case(256, 32, _cdt(dtype), device),
             _tri_case(256, 32, _cdt(dtype), device),
-            _eigh_case(256, 32, _cdt(dtype), device),
-            _svd_case(256, 32, 32, _cdt(dtype), device),
+            _eigh_case(256, 32, _cdt(dtype), device, "jacobi"),
+            _svd_case(256, 32, 32, _cdt(dtype), device, "jacobi"),
         ]
     out = [
         _orth_case(0, 8192, 64, 1e2, dtype, device),
@@ -193,8 +196,9 @@ def cases(device: str, dtype: torch.dtype, quick: bool) -> list[Case]:
     ]
     for b, n in ((256, 32), (16, 128)):
         cd = _cdt(dtype)
-        out += [_cholesky_case(b, n, cd, device), _tri_case(b, n, cd, device), _eigh_case(b, n, cd, device),
-                _svd_case(b, n, n, cd, device)]
+        out += [_cholesky_case(b, n, cd, device), _tri_case(b, n, cd, device)]
+        out += [_eigh_case(b, n, cd, device, meth) for meth in ("jacobi", "auto")]
+        out += [_svd_case(b, n, n, cd, device, meth) for meth in ("jacobi", "auto")]
     out += [_solve_case(1, 8192, 64, _cdt(dtype), device), _solve_case(1, 16384, 256, _cdt(dtype), device),
-            _svd_case(1, 74, 2048, _cdt(dtype), device)]
+            _svd_case(1, 74, 2048, _cdt(dtype), device, "jacobi"), _svd_case(1, 74, 2048, _cdt(dtype), device, "auto")]
     return out
