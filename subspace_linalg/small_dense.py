@@ -48,12 +48,14 @@ def _prep(fn: str, name: str, A, check_finite: bool, *, square: bool) -> torch.T
     return A.to(compute_dtype(A.dtype))
 
 
-def cholesky_small(A: torch.Tensor, *, check_finite: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def cholesky_small(A: torch.Tensor, *, check_finite: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Batched Cholesky factor of symmetric positive definite A (..., n, n) (lower triangle
     read), like ``torch.linalg.cholesky_ex``: returns ``(L, info)`` with L (..., n, n) lower
     triangular and info int32 (...): 0 on success, else j + 1 for the first pivot j that is
     not positive and finite (L's rows >= j are then zero: never NaN). Never raises for an
-    indefinite matrix: check ``info``."""
+    indefinite matrix: check ``info``. A NaN or Inf in the lower triangle is reported
+    through info as well, so the finiteness check is off by default (``check_finite=True``
+    raises ValueError instead)."""
     A = _prep("cholesky_small", "A", A, check_finite, square=True)
     if A.shape[-1] > MAX_N:
         from .reference.small_dense import cholesky_small as ref

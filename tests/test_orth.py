@@ -124,7 +124,8 @@ def test_batched_mixed_conditioning(device, dtype, gen):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NumericalWarning)
         Q0 = sl.orthonormalize(Y[:1], method="cholqr2")
-    torch.testing.assert_close(Q[0], Q0[0], rtol=0, atol=0)
+    # (batches of >= 4 use the interleaved CPU kernels: equal to roundoff, not bitwise)
+    torch.testing.assert_close(Q[0], Q0[0], rtol=0, atol=rtol("orth", dtype, k))
     # a zero block gets the leading columns of the identity
     torch.testing.assert_close(Q[3].cpu(), torch.eye(m, k, dtype=dtype), rtol=0, atol=0)
 
@@ -177,7 +178,7 @@ def test_sync_free_cholqr2_flags(gen):
     assert ok.tolist() == [True, False, True]
     assert bool(torch.isfinite(Q).all())
     assert _orth_err(Q[[0, 2]]) <= rtol("orth", torch.float64, 10)
-    torch.testing.assert_close(Q[[0, 2]], sl.orthonormalize(Y[[0, 2]]), rtol=0, atol=0)
+    torch.testing.assert_close(Q[[0, 2]], sl.orthonormalize(Y[[0, 2]]), rtol=0, atol=rtol("orth", torch.float64, 10))
 
 
 def test_bad_input():

@@ -97,12 +97,16 @@ def test_tril_inverse_and_solve(device, dtype, n, gen):
 
 
 @pytest.mark.parametrize("device", devices())
-def test_tril_inverse_zero_diagonal(device):
-    L = torch.eye(4, dtype=torch.float64, device=device).repeat(2, 1, 1)
+@pytest.mark.parametrize("batch", [3, 7])  # per-matrix and batch-interleaved CPU kernels
+def test_tril_inverse_zero_diagonal(device, batch):
+    L = torch.eye(4, dtype=torch.float64, device=device).repeat(batch, 1, 1)
+    L[:, 3, 0] = 2.0
     L[1, 2, 2] = 0.0
+    L[-1, 1, 1] = float("inf")
     X, info = OPS.tril_inverse_small(L)
-    assert info.tolist() == [0, 3]
-    assert torch.equal(X[0], L[0]) and bool((X[1] == 0).all())
+    assert info.tolist() == [0, 3] + [0] * (batch - 3) + [2]
+    assert torch.equal(X[0], 2 * torch.eye(4, dtype=torch.float64, device=device) - L[0])
+    assert bool((X[1] == 0).all()) and bool((X[-1] == 0).all())
     with pytest.raises(ValueError, match="diagonal"):
         sl.solve_cholesky_right(torch.ones(2, 5, 4, dtype=torch.float64, device=device), L)
 

@@ -4,8 +4,10 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <new>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include "sl/dtype.h"
 #include "sl/parallel.h"
