@@ -148,8 +148,9 @@ def test_eigh_degenerate_and_lower_triangle(dtype, gen):
     assert bool((w == 0).all()) and float(_fro(V.mT @ V - torch.eye(n, dtype=dtype)).max()) <= tol
 
 
-def test_eigh_not_converged_warns(gen):
-    A = _sym((2,), 40, torch.float64, gen(4))
+@pytest.mark.parametrize("batch", [2, 5])  # per-matrix and batch-interleaved CPU kernels
+def test_eigh_not_converged_warns(batch, gen):
+    A = _sym((batch,), 40, torch.float64, gen(4))
     with pytest.warns(NotConvergedWarning, match="max_sweeps=1"):
         sl.eigh_small(A, method="jacobi", max_sweeps=1)
 
