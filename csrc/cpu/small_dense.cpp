@@ -1,5 +1,8 @@
 // CPU small dense batched kernels (see sl/small_dense.h for the contract). OpenMP over
-// the batch; the inner loops run over contiguous rows (SIMD). The CUDA twin in
+// the batch. Batches of >= 4 small matrices run batch-interleaved (one matrix per SIMD
+// lane: Cholesky n <= 128, inverse and Jacobi eigh n <= 64), the others matrix by matrix
+// with SIMD along contiguous rows. The kernels (small_dense_kernels.inc) are compiled for
+// baseline x86-64, AVX2+FMA and AVX-512 and chosen at run time. The CUDA twin in
 // csrc/cuda/small_dense.cu performs the same operations in the same order per matrix.
 #include <cmath>
 #include <cstdint>
