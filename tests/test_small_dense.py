@@ -249,6 +249,7 @@ def test_cuda_native_kernels_many_matrices(gen):
     ok = infoc == 0
     tol = rtol("small_dense", torch.float64, 100)
     assert float((L.cpu()[ok] - Lc[ok]).abs().max()) <= tol
-    X, xinfo = OPS.tril_inverse_small(Lc[ok].cuda())
-    Xc, _ = OPS.tril_inverse_small(Lc[ok])
-    assert bool((xinfo == 0).all()) and float((X.cpu() - Xc).abs().max() / Xc.abs().max()) <= tol
+    X, xinfo = OPS.tril_inverse_small(Lc.cuda())  # all 64 (the failed one has zero rows: info > 0)
+    Xc, xinfoc = OPS.tril_inverse_small(Lc)
+    assert torch.equal(xinfo.cpu(), xinfoc) and int(xinfoc[5]) > 0
+    assert float((X.cpu() - Xc).abs().max() / Xc.abs().max()) <= tol
