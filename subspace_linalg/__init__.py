@@ -17,6 +17,8 @@ from . import _ops  # noqa: F401  (registers the torch.library ops)
 from .hadamard import fwht
 
 # --- randomized low-rank family ---
+from .orth import orthonormalize
+from .small_dense import cholesky_small, eigh_small, solve_cholesky_right, svd_small, tril_inverse_small
 
 # --- structured projection family ---
 

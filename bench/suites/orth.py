@@ -1,0 +1,204 @@
+"""orth: orthonormalize vs torch.linalg.qr (and plain CholeskyQR2 through torch.linalg),
+and each small dense batched kernel beside the torch.linalg call it replaces."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+import subspace_linalg as sl
+
+from ..spec import Case, Peer
+
+SUITE = "orth"
+
+
+def _name(dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def _cdt(dtype):
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def _eps(dtype) -> float:
+    return torch.finfo(_cdt(dtype)).eps
+
+
+def _cond_matrix(b, m, k, kappa, seed, dtype, device):
+    g = torch.Generator().manual_seed(seed)
+    U, _ = torch.linalg.qr(torch.randn(*b, m, k, dtype=torch.float64, generator=g))
+    V, _ = torch.linalg.qr(torch.randn(*b, k, k, dtype=torch.float64, generator=g))
+    s = torch.logspace(0, -math.log10(kappa), k, dtype=torch.float64)
+    return ((U * s) @ V.mT).to(dtype=dtype, device=device)
+
+
+def _orth_error(Q) -> float:
+    """max over the batch of ||Q^T Q - I||_F (float64); inf for non-finite Q."""
+    Q = Q.double()
+    eye = torch.eye(Q.shape[-1], dtype=torch.float64, device=Q.device)
+    e = torch.linalg.matrix_norm(Q.mT @ Q - eye)
+    return float(e.max()) if bool(torch.isfinite(e).all()) else float("inf")
+
+
+def _plain_cholqr2(Y):
+    """CholeskyQR2 as one writes it with torch.linalg (no checks, no fallback)."""
+    Q = Y
+    for _ in range(2):
+        L = torch.linalg.cholesky_ex(Q.mT @ Q).L
+        Q = torch.linalg.solve_triangular(L.mT, Q, upper=True, left=False)
+    return Q
+
+
+def _orth_case(b, m, k, kappa, dtype, device) -> Case:
+    shape = (b, m, k) if b else (m, k)
+
+    def setup():
+        return {"Y": _cond_matrix((b,) if b else (), m, k, kappa, m + k + b, dtype, device)}
+
+    def check(inp, Q):
+        # orthonormality, plus the range: ||Y - Q Q^T Y|| / ||Y|| (both must be roundoff)
+        Y = inp["Y"].double()
+        Qd = Q.double()
+        r = float(torch.linalg.matrix_norm(Y - Qd @ (Qd.mT @ Y)).max() / torch.linalg.matrix_norm(Y).max())
+        return max(_orth_error(Q), r)
+
+    tol = 10.0 * math.sqrt(k) * _eps(dtype)
+    peers = [Peer("torch.linalg.qr", lambda inp: torch.linalg.qr(inp["Y"]).Q)]
+    if dtype in (torch.float32, torch.float64):
+        peers.append(Peer("plain CholeskyQR2 (torch.linalg)", lambda inp: _plain_cholqr2(inp["Y"])))
+    flops = 8 * max(b, 1) * m * k * k  # 4 GEMMs of m k^2 (two Grams, two Y X^T)
+    return Case(SUITE, f"orthonormalize {'x'.join(map(str, shape))} kappa={kappa:.0e} {_name(dtype)}", setup,
+                lambda inp: sl.orthonormalize(inp["Y"]), check, tol, peers, flops=flops,
+                params={"shape": shape, "kappa": kappa, "dtype": _name(dtype)},
+                note="auto: CholeskyQR2 + per-element fallback; error = max(||Q^T Q - I||_F, range residual)")
+
+
+def _spd(b, n, dtype, device, seed):
+    A = _cond_matrix((b,), n, n, 1e3, seed, torch.float64, "cpu")
+    return (A @ A.mT + 1e-3 * torch.eye(n, dtype=torch.float64)).to(dtype=dtype, device=device)
+
+
+def _cholesky_case(b, n, dtype, device) -> Case:
+    def setup():
+        return {"A": _spd(b, n, dtype, device, n + b)}
+
+    def check(inp, res):
+        L, info = res
+        A = inp["A"].double()
+        Ld = L.double()
+        if bool((info != 0).any()):
+            return float("inf")
+        return float((torch.linalg.matrix_norm(Ld @ Ld.mT - A) / torch.linalg.matrix_norm(A)).max())
+
+    return Case(SUITE, f"cholesky {b}x{n}x{n} {_name(dtype)}", setup, lambda inp: sl.cholesky_small(inp["A"], check_finite=False),
+                check, 50.0 * math.sqrt(n) * _eps(dtype), [Peer("torch.linalg.cholesky_ex", lambda inp: torch.linalg.cholesky_ex(inp["A"]))],
+                params={"batch": b, "n": n, "dtype": _name(dtype)}, note="backward error ||LL^T - A|| / ||A||")
+
+
+def _tri_case(b, n, dtype, device) -> Case:
+    def setup():
+        L = torch.linalg.cholesky(_spd(b, n, torch.float64, "cpu", 7 * n + b))
+        return {"L": L.to(dtype=dtype, device=device), "I": torch.eye(n, dtype=dtype, device=device).expand(b, n, n)}
+
+    def check(inp, X):
+        if isinstance(X, tuple):
+            X = X[0]
+        L = inp["L"].double()
+        eye = torch.eye(n, dtype=torch.float64, device=L.device)
+        cond = float(torch.linalg.cond(L).max())
+        return float(torch.linalg.matrix_norm(X.double() @ L - eye).max()) / cond
+
+    return Case(SUITE, f"tril inverse {b}x{n}x{n} {_name(dtype)}", setup, lambda inp: sl.tril_inverse_small(inp["L"]),
+                check, 50.0 * math.sqrt(n) * _eps(dtype),
+                [Peer("torch.linalg.solve_triangular(L, I)", lambda inp: torch.linalg.solve_triangular(inp["L"], inp["I"], upper=False))],
+                params={"batch": b, "n": n, "dtype": _name(dtype)}, note="error ||XL - I||_F / cond(L)")
+
+
+def _solve_case(b, m, k, dtype, device) -> Case:
+    def setup():
+        L = torch.linalg.cholesky(_spd(b, k, torch.float64, "cpu", 3 * k + b))
+        g = torch.Generator().manual_seed(m)
+        Y = torch.randn(b, m, k, dtype=torch.float64, generator=g)
+        return {"L": L.to(dtype=dtype, device=device), "Y": Y.to(dtype=dtype, device=device)}
+
+    def check(inp, X):
+        L, Y = inp["L"].double(), inp["Y"].double()
+        cond = float(torch.linalg.cond(L).max())
+        return float((torch.linalg.matrix_norm(X.double() @ L.mT - Y) / torch.linalg.matrix_norm(Y)).max()) / cond
+
+    return Case(SUITE, f"Y L^-T {b}x{m}x{k} {_name(dtype)}", setup, lambda inp: sl.solve_cholesky_right(inp["Y"], inp["L"]),
+                check, 50.0 * math.sqrt(k) * _eps(dtype),
+                [Peer("torch.linalg.solve_triangular(L^T, Y, left=False)",
+                      lambda inp: torch.linalg.solve_triangular(inp["L"].mT, inp["Y"], upper=True, left=False))],
+                params={"batch": b, "m": m, "k": k, "dtype": _name(dtype)},
+                note="ours: native triangular inverse + one torch GEMM; error ||X L^T - Y|| / ||Y|| / cond(L)")
+
+
+def _eigh_case(b, n, dtype, device, method="auto") -> Case:
+    def setup():
+        g = torch.Generator().manual_seed(n + b)
+        A = torch.randn(b, n, n, dtype=torch.float64, generator=g)
+        return {"A": (A + A.mT).to(dtype=dtype, device=device)}
+
+    def check(inp, res):
+        w, V = res
+        A, w, V = inp["A"].double(), w.double(), V.double()
+        eye = torch.eye(n, dtype=torch.float64, device=A.device)
+        res_ = torch.linalg.matrix_norm(A @ V - V * w.unsqueeze(-2)) / torch.linalg.matrix_norm(A)
+        return max(float(res_.max()), float(torch.linalg.matrix_norm(V.mT @ V - eye).max()))
+
+    return Case(SUITE, f"eigh_small[{method}] {b}x{n}x{n} {_name(dtype)}", setup,
+                lambda inp: sl.eigh_small(inp["A"], method=method, check_finite=False),
+                check, 50.0 * math.sqrt(n) * _eps(dtype), [Peer("torch.linalg.eigh", lambda inp: torch.linalg.eigh(inp["A"]))],
+                params={"batch": b, "n": n, "dtype": _name(dtype), "method": method},
+                note="error max(||AV - VW||/||A||, ||V^T V - I||)")
+
+
+def _svd_case(b, m, n, dtype, device, method="auto") -> Case:
+    def setup():
+        g = torch.Generator().manual_seed(m * n + b)
+        return {"A": torch.randn(b, m, n, dtype=torch.float64, generator=g).to(dtype=dtype, device=device)}
+
+    def check(inp, res):
+        U, S, Vh = res
+        A = inp["A"].double()
+        U, S, Vh = U.double(), S.double(), Vh.double()
+        r = S.shape[-1]
+        eye = torch.eye(r, dtype=torch.float64, device=A.device)
+        rec = torch.linalg.matrix_norm((U * S.unsqueeze(-2)) @ Vh - A) / torch.linalg.matrix_norm(A)
+        return max(float(rec.max()), float(torch.linalg.matrix_norm(U.mT @ U - eye).max()),
+                   float(torch.linalg.matrix_norm(Vh @ Vh.mT - eye).max()))
+
+    return Case(SUITE, f"svd_small[{method}] {b}x{m}x{n} {_name(dtype)}", setup,
+                lambda inp: sl.svd_small(inp["A"], method=method, check_finite=False),
+                check, 50.0 * math.sqrt(max(m, n)) * _eps(dtype),
+                [Peer("torch.linalg.svd", lambda inp: torch.linalg.svd(inp["A"], full_matrices=False))],
+                params={"batch": b, "m": m, "n": n, "dtype": _name(dtype), "method": method},
+                note="error max(||USV^T - A||/||A||, ||U^T U - I||, ||V^T V - I||)")
+
+
+def cases(device: str, dtype: torch.dtype, quick: bool) -> list[Case]:
+    if quick:
+        return [
+            _orth_case(0, 8192, 64, 1e2, dtype, device),
+            _orth_case(32, 1024, 32, 1e2, dtype, device),
+            _cholesky_case(256, 32, _cdt(dtype), device),
+            _tri_case(256, 32, _cdt(dtype), device),
+            _eigh_case(256, 32, _cdt(dtype), device, "jacobi"),
+            _svd_case(256, 32, 32, _cdt(dtype), device, "jacobi"),
+        ]
+    out = [
+        _orth_case(0, 8192, 64, 1e2, dtype, device),
+        _orth_case(0, 16384, 256, 1e2, dtype, device),
+        _orth_case(32, 1024, 32, 1e2, dtype, device),
+        _orth_case(0, 8192, 64, 1e5 if _cdt(dtype) == torch.float32 else 1e12, dtype, device),
+    ]
+    for b, n in ((256, 32), (16, 128)):
+        cd = _cdt(dtype)
+        out += [_cholesky_case(b, n, cd, device), _tri_case(b, n, cd, device)]
+        out += [_eigh_case(b, n, cd, device, meth) for meth in ("jacobi", "auto")]
+        out += [_svd_case(b, n, n, cd, device, meth) for meth in ("jacobi", "auto")]
+    out += [_solve_case(1, 8192, 64, _cdt(dtype), device), _solve_case(1, 16384, 256, _cdt(dtype), device),
+            _svd_case(1, 74, 2048, _cdt(dtype), device, "jacobi"), _svd_case(1, 74, 2048, _cdt(dtype), device, "auto")]
+    return out

@@ -1,0 +1,133 @@
+// CPU small dense batched kernels (see sl/small_dense.h for the contract). OpenMP over
+// the batch. Batches of >= 4 small matrices run batch-interleaved (one matrix per SIMD
+// lane: Cholesky n <= 128, inverse and Jacobi eigh n <= 64), the others matrix by matrix
+// with SIMD along contiguous rows. The kernels (small_dense_kernels.inc) are compiled for
+// baseline x86-64, AVX2+FMA and AVX-512 and chosen at run time. The CUDA twin in
+// csrc/cuda/small_dense.cu performs the same operations in the same order per matrix.
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <new>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "sl/dtype.h"
+#include "sl/parallel.h"
+#include "sl/small_dense.h"
+
+namespace sl {
+namespace {
+
+using i64 = std::int64_t;
+
+#define SL_SD_TARGET
+namespace generic {
+#include "small_dense_kernels.inc"
+}  // namespace generic
+#undef SL_SD_TARGET
+
+// the same kernels compiled for wider vectors, chosen at run time (the wheel stays
+// baseline x86-64): function-level targets, not global -march flags
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define SL_SMALL_DENSE_MULTI_ISA 1
+#define SL_SD_TARGET __attribute__((target("avx2,fma")))
+namespace avx2 {
+#include "small_dense_kernels.inc"
+}  // namespace avx2
+#undef SL_SD_TARGET
+#define SL_SD_TARGET __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
+namespace avx512 {
+#include "small_dense_kernels.inc"
+}  // namespace avx512
+#undef SL_SD_TARGET
+
+enum class Isa { Generic, Avx2, Avx512 };
+inline Isa cpu_isa() {
+  static const Isa isa = [] {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+      return Isa::Avx512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::Avx2;
+    return Isa::Generic;
+  }();
+  return isa;
+}
+#define SL_SMALL_DENSE_ISA_CALL(call)                                           \
+  (cpu_isa() == Isa::Avx512 ? avx512::call : cpu_isa() == Isa::Avx2 ? avx2::call \
+                                                                     : generic::call)
+#else
+#define SL_SMALL_DENSE_ISA_CALL(call) (generic::call)
+#endif
+
+// f32/f64 only: the 16-bit formats are converted by the Python layer
+template <typename Fn>
+Status dispatch_real(int dtype, const char* op, Fn&& fn) {
+  return dispatch_float(dtype, op, [&](auto tag) -> Status {
+    using T = decltype(tag);
+    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+      return fn(T{});
+    } else {
+      return invalid_argument(std::string(op) + ": float32 or float64 only, got " +
+                              dtype_name(static_cast<DType>(dtype)));
+    }
+  });
+}
+
+Status check_dims(const char* op, i64 batch, i64 n) {
+  SL_REQUIRE(batch >= 0 && n >= 0, std::string(op) + ": negative size");
+  SL_REQUIRE(n <= kSmallDenseMaxN, std::string(op) + ": n must be <= " + std::to_string(kSmallDenseMaxN) +
+                                       ", got " + std::to_string(n));
+  return Status::ok();
+}
+
+}  // namespace
+
+Status cholesky_small_cpu(int dtype, const void* a, void* l, std::int32_t* info, i64 batch, i64 n) {
+  SL_RETURN_IF_ERROR(check_dims("cholesky_small", batch, n));
+  if (batch == 0 || n == 0) return Status::ok();
+  SL_REQUIRE(a && l && info, "cholesky_small: null pointer");
+  return dispatch_real(dtype, "cholesky_small", [&](auto tag) {
+    using T = decltype(tag);
+    return SL_SMALL_DENSE_ISA_CALL(cholesky_run<T>(static_cast<const T*>(a), static_cast<T*>(l), info, batch, n));
+  });
+}
+
+Status tril_inverse_small_cpu(int dtype, const void* l, void* x, std::int32_t* info, i64 batch, i64 n) {
+  SL_RETURN_IF_ERROR(check_dims("tril_inverse_small", batch, n));
+  if (batch == 0 || n == 0) return Status::ok();
+  SL_REQUIRE(l && x && info, "tril_inverse_small: null pointer");
+  SL_REQUIRE(l != x, "tril_inverse_small: x must not alias l");
+  return dispatch_real(dtype, "tril_inverse_small", [&](auto tag) {
+    using T = decltype(tag);
+    return SL_SMALL_DENSE_ISA_CALL(tril_inverse_run<T>(static_cast<const T*>(l), static_cast<T*>(x), info, batch, n));
+  });
+}
+
+Status eigh_jacobi_cpu(int dtype, void* a, void* w, void* vt, std::int32_t* info, i64 batch, i64 n,
+                       int max_sweeps) {
+  SL_RETURN_IF_ERROR(check_dims("eigh_jacobi", batch, n));
+  SL_REQUIRE(max_sweeps >= 1, "eigh_jacobi: max_sweeps must be >= 1, got " + std::to_string(max_sweeps));
+  if (batch == 0 || n == 0) return Status::ok();
+  SL_REQUIRE(a && w && vt && info, "eigh_jacobi: null pointer");
+  return dispatch_real(dtype, "eigh_jacobi", [&](auto tag) {
+    using T = decltype(tag);
+    return SL_SMALL_DENSE_ISA_CALL(
+        eigh_run<T>(static_cast<T*>(a), static_cast<T*>(w), static_cast<T*>(vt), info, batch, n, max_sweeps));
+  });
+}
+
+Status svd_jacobi_cpu(int dtype, void* at, void* vt, std::int32_t* info, i64 batch, i64 m, i64 n,
+                      int max_sweeps) {
+  SL_RETURN_IF_ERROR(check_dims("svd_jacobi", batch, n));
+  SL_REQUIRE(m >= n, "svd_jacobi: needs m >= n, got m=" + std::to_string(m) + ", n=" + std::to_string(n));
+  SL_REQUIRE(max_sweeps >= 1, "svd_jacobi: max_sweeps must be >= 1, got " + std::to_string(max_sweeps));
+  if (batch == 0 || n == 0) return Status::ok();
+  SL_REQUIRE(at && vt && info, "svd_jacobi: null pointer");
+  return dispatch_real(dtype, "svd_jacobi", [&](auto tag) {
+    using T = decltype(tag);
+    return SL_SMALL_DENSE_ISA_CALL(svd_run<T>(static_cast<T*>(at), static_cast<T*>(vt), info, batch, m, n, max_sweeps));
+  });
+}
+
+}  // namespace sl

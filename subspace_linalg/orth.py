@@ -1,0 +1,185 @@
+"""Robust orthonormalization of tall-skinny blocks: CholeskyQR2 on the fast path, checked
+per batch element, with shifted CholeskyQR3 and Householder QR as fallbacks."""
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+
+from . import _validate
+from ._dtypes import ALL_FLOATING, compute_dtype
+from .errors import NumericalWarning
+
+METHODS = ("auto", "cholqr2", "shifted_cholqr3", "householder")
+_MAX_NATIVE = 512
+# CholeskyQR2's second pass starts from Q1; it is accepted when ||Q1^T Q1 - I||_F <= this
+# (then kappa(Q1) <= sqrt(3) and the second pass is orthonormal to O(k u)).
+_GATE = 0.5
+
+
+def _chol(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if G.shape[-1] <= _MAX_NATIVE:
+        return torch.ops.subspace_linalg.cholesky_small.default(G)
+    from .reference.small_dense import cholesky_small
+
+    return cholesky_small(G)
+
+
+def _tinv(L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if L.shape[-1] <= _MAX_NATIVE:
+        return torch.ops.subspace_linalg.tril_inverse_small.default(L)
+    from .reference.small_dense import tril_inverse_small
+
+    return tril_inverse_small(L)
+
+
+def _gram(Y: torch.Tensor) -> torch.Tensor:
+    return Y.mT @ Y
+
+
+def _cholqr_from(Y: torch.Tensor, G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One CholeskyQR pass from the Gram G of Y: (Q = Y L^{-T}, L, ok). A failed element
+    (Cholesky breakdown, zero pivot) gets Q = 0 (finite) and ok False."""
+    L, info = _chol(G)
+    X, info2 = _tinv(L)
+    return Y @ X.mT, L, (info == 0) & (info2 == 0)
+
+
+def _cholqr2(Y: torch.Tensor, G: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """CholeskyQR2 on (B, m, k) with a per-element acceptance flag. The first pass's factor
+    must be usable (no breakdown; diag(L) ratio <= u^{-1/2}, i.e. a Gram condition estimate
+    below 1/u) and its Q1 nearly orthonormal (||Q1^T Q1 - I||_F <= 1/2)."""
+    dt = Y.dtype
+    k = Y.shape[-1]
+    u = torch.finfo(dt).eps / 2
+    if G is None:
+        G = _gram(Y)
+    Q1, L1, ok1 = _cholqr_from(Y, G)
+    d = torch.diagonal(L1, dim1=-2, dim2=-1)
+    dmin = d.amin(-1)
+    cond_ok = d.amax(-1) <= dmin / math.sqrt(u)
+    G2 = _gram(Q1)
+    eye = torch.eye(k, dtype=dt, device=Y.device)
+    dev = torch.linalg.matrix_norm(G2 - eye)
+    Q, _, ok2 = _cholqr_from(Q1, G2)
+    ok = ok1 & ok2 & cond_ok & (dev <= _GATE)  # dev NaN/inf -> False
+    return Q, ok
+
+
+def _shifted_cholqr3(Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shifted CholeskyQR (Fukaya et al. 2020) then CholeskyQR2: for kappa(Y) up to about
+    1/u. The shift s = u (sqrt(m) + k + 1) ||Y||_F^2 covers the rounding of the Gram matrix
+    in practice; a breakdown is still detected (and reported in the flag)."""
+    m, k = Y.shape[-2], Y.shape[-1]
+    dt = Y.dtype
+    u = torch.finfo(dt).eps / 2
+    G = _gram(Y)
+    tr = torch.diagonal(G, dim1=-2, dim2=-1).sum(-1)
+    s = u * (math.sqrt(m) + k + 1) * tr
+    Gs = G + s[:, None, None] * torch.eye(k, dtype=dt, device=Y.device)
+    Q1, _, ok1 = _cholqr_from(Y, Gs)
+    Q, ok = _cholqr2(Q1)
+    return Q, ok & ok1
+
+
+def _householder(Y: torch.Tensor) -> torch.Tensor:
+    """Householder QR through torch with R's diagonal made non-negative (the same sign
+    convention as CholeskyQR); always orthonormal, span contains range(Y)."""
+    Q, R = torch.linalg.qr(Y)
+    d = torch.diagonal(R, dim1=-2, dim2=-1)
+    sign = torch.where(d < 0, -torch.ones_like(d), torch.ones_like(d))
+    return Q * sign.unsqueeze(-2)
+
+
+def _fill(Q: torch.Tensor, ok: torch.Tensor, Y: torch.Tensor, fallback) -> torch.Tensor:
+    """Replace the elements of Q whose flag is False by ``fallback`` applied to them."""
+    bad = torch.nonzero(~ok).flatten()
+    Q = Q.clone()
+    Q[bad] = fallback(Y[bad])
+    return Q
+
+
+def cholqr2(Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """CholeskyQR2 of Y (..., m, k) with no host synchronization and no fallback, for
+    pipelines that check once at the end (e.g. inside power iterations): returns
+    ``(Q, ok)`` with ok a bool tensor of the batch shape, True where Q passed the checks of
+    :func:`orthonormalize` (then Q^T Q = I to O(sqrt(k) u)); where ok is False, Q is finite
+    but not to be trusted (recompute those elements with :func:`orthonormalize`). float16 /
+    bfloat16 inputs are computed in float32; no finiteness check (a non-finite Y gives
+    ok False)."""
+    fn = "cholqr2"
+    _validate.check_tensor(fn, "Y", Y, dtypes=ALL_FLOATING, min_ndim=2)
+    m, k = Y.shape[-2], Y.shape[-1]
+    if m < k:
+        raise ValueError(f"{fn}: Y must be tall (..., m, k) with m >= k, got shape {tuple(Y.shape)}")
+    dt = compute_dtype(Y.dtype)
+    if Y.numel() == 0:
+        return torch.empty(Y.shape, dtype=dt, device=Y.device), torch.ones(Y.shape[:-2], dtype=torch.bool, device=Y.device)
+    Q, ok = _cholqr2(Y.to(dt).reshape((-1, m, k)))
+    return Q.reshape(Y.shape), ok.reshape(Y.shape[:-2])
+
+
+def orthonormalize(Y: torch.Tensor, *, method: str = "auto", check_finite: bool = True) -> torch.Tensor:
+    """Orthonormal basis Q (..., m, k) of the columns of Y (..., m, k), m >= k: Q^T Q = I to
+    a few units of roundoff times sqrt(k), and range(Y) contained in range(Q).
+
+    Q = Y R^{-1} for the upper triangular R with a positive diagonal when Y has full rank
+    (the QR factorization), whatever the method. ``method``:
+
+    * ``"auto"`` (default): CholeskyQR2 (two Gram GEMMs through torch, the native batched
+      Cholesky and triangular inverse, two GEMMs), checked per batch element: a Cholesky
+      breakdown, a Cholesky-diagonal condition estimate beyond u^{-1/2} (Gram beyond 1/u) or
+      a first-pass Q with ||Q1^T Q1 - I||_F > 1/2 sends that element to shifted CholeskyQR3
+      (condition numbers up to about 1/u), and an element that fails there too (numerically
+      rank-deficient, zero, overflowing) to Householder QR (torch.linalg.qr). Silent.
+    * ``"cholqr2"``, ``"shifted_cholqr3"``: that algorithm only; an element where it fails is
+      recomputed by Householder QR with a NumericalWarning (never a non-orthonormal Q).
+    * ``"householder"``: torch.linalg.qr.
+
+    Rank-deficient and zero Y give an orthonormal Q whose span contains range(Y) (for a zero
+    Y the leading columns of the identity). float32/float64 compute and return in their own
+    dtype; float16/bfloat16 inputs are computed in float32 and Q is float32. Non-finite
+    input raises ValueError (``check_finite=False`` skips the check; on the CholeskyQR paths
+    it is free when every element factors, since a NaN or Inf in Y reaches the Gram diagonal
+    and breaks the Cholesky factorization). The Cholesky paths synchronize once with the
+    host to learn whether any element needs a fallback.
+    """
+    fn = "orthonormalize"
+    _validate.check_tensor(fn, "Y", Y, dtypes=ALL_FLOATING, min_ndim=2)
+    _validate.check_choice(fn, "method", method, METHODS)
+    if not isinstance(check_finite, bool):
+        raise TypeError(f"{fn}: check_finite must be a bool, got {type(check_finite).__name__}")
+    m, k = Y.shape[-2], Y.shape[-1]
+    if m < k:
+        raise ValueError(f"{fn}: Y must be tall (..., m, k) with m >= k, got shape {tuple(Y.shape)}")
+    dt = compute_dtype(Y.dtype)
+    if Y.numel() == 0:
+        return torch.empty(Y.shape, dtype=dt, device=Y.device)
+    Yb = Y.to(dt).reshape((-1, m, k))
+    if method == "householder":
+        if check_finite:
+            _validate.check_finite(fn, "Y", Y)
+        return _householder(Yb).reshape(Y.shape)
+    if method == "shifted_cholqr3":
+        Q, ok = _shifted_cholqr3(Yb)
+    else:
+        Q, ok = _cholqr2(Yb)
+    if bool(ok.all()):
+        # every Gram matrix factored: its diagonal (the squared column norms of Y) was finite,
+        # so Y was finite: the finiteness check costs nothing on this path
+        return Q.reshape(Y.shape)
+    if check_finite:
+        _validate.check_finite(fn, "Y", Y)
+    if method == "auto":
+        def rescue(Ybad):
+            Qs, oks = _shifted_cholqr3(Ybad)
+            return Qs if bool(oks.all()) else _fill(Qs, oks, Ybad, _householder)
+
+        Q = _fill(Q, ok, Yb, rescue)
+    else:
+        nbad = int((~ok).sum())
+        warnings.warn(f"{fn}: method={method!r} failed on {nbad} of {ok.numel()} batch elements (ill-conditioned "
+                      f"or rank-deficient Y); those were recomputed by Householder QR", NumericalWarning, stacklevel=2)
+        Q = _fill(Q, ok, Yb, _householder)
+    return Q.reshape(Y.shape)

@@ -1,0 +1,215 @@
+"""orthonormalize: orthonormality to C sqrt(k) u up to condition 1/u, range preserved,
+per-element fallbacks, rank-deficient / zero input, bad input."""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+import subspace_linalg as sl
+from subspace_linalg.errors import NumericalWarning
+
+from _tolerances import rtol
+from conftest import devices
+
+DTYPES = [torch.float32, torch.float64]
+
+
+def _with_cond(b, m, k, kappa, g, dtype=torch.float64, device="cpu"):
+    """Y = U diag(s) V^T, s logspaced from 1 to 1/kappa (float64 build, then cast)."""
+    U, _ = torch.linalg.qr(torch.randn(*b, m, k, dtype=torch.float64, generator=g))
+    V, _ = torch.linalg.qr(torch.randn(*b, k, k, dtype=torch.float64, generator=g))
+    s = torch.logspace(0, -math.log10(kappa), k, dtype=torch.float64)
+    return ((U * s) @ V.mT).to(dtype=dtype, device=device)
+
+
+def _orth_err(Q):
+    Q = Q.double().cpu()
+    eye = torch.eye(Q.shape[-1], dtype=torch.float64)
+    return float(torch.linalg.matrix_norm(Q.mT @ Q - eye).max())
+
+
+def _range_residual(Q, Y):
+    """max over the batch of ||Y - Q Q^T Y||_F / ||Y||_F (0 for a zero Y)."""
+    Q, Y = Q.double().cpu(), Y.double().cpu()
+    Y = Y / Y.abs().amax(dim=(-2, -1), keepdim=True).clamp_min(1e-300)  # no overflow in the norms
+    r = torch.linalg.matrix_norm(Y - Q @ (Q.mT @ Y))
+    return float((r / torch.linalg.matrix_norm(Y).clamp_min(1e-300)).max())
+
+
+def _u(dtype):
+    return torch.finfo(dtype).eps / 2
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("log_kappa", [0, 3, 5, "1/u"])
+@pytest.mark.parametrize("method", ["auto", "cholqr2", "shifted_cholqr3", "householder"])
+def test_orthonormal_up_to_condition_one_over_u(device, dtype, log_kappa, method, gen):
+    """The acceptance: ||Q^T Q - I||_F <= C sqrt(k) u for kappa up to 1/u; range kept."""
+    m, k = 500, 24
+    kappa = 1.0 / _u(dtype) if log_kappa == "1/u" else 10.0 ** log_kappa
+    Y = _with_cond((2,), m, k, kappa, gen(log_kappa), dtype, device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NumericalWarning)  # explicit methods may fall back, loudly
+        Q = sl.orthonormalize(Y, method=method)
+    assert Q.shape == Y.shape and Q.dtype == dtype and Q.device == Y.device
+    assert _orth_err(Q) <= rtol("orth", dtype, k)
+    # range preserved: every column of Y lies in span(Q) to roundoff of Y's own size
+    assert _range_residual(Q, Y) <= rtol("orth", dtype, k)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matches_qr_factorization(dtype, gen):
+    """Full-rank Y: Q = Y R^{-1} with diag(R) > 0, the Q of SciPy's QR up to column signs."""
+    Y = _with_cond((), 300, 16, 1e2, gen(1), dtype)
+    Q = sl.orthonormalize(Y)
+    Qs, Rs = scipy.linalg.qr(Y.double().numpy(), mode="economic")
+    Qs = Qs * np.sign(np.diag(Rs))
+    assert np.linalg.norm(Q.double().numpy() - Qs) <= rtol("orth", dtype, 16) * 1e2
+    R = Q.double().mT @ Y.double()  # upper triangular with positive diagonal
+    assert float(torch.tril(R, -1).abs().max()) <= rtol("orth", dtype, 16) * float(R.abs().max())
+    assert bool((torch.diagonal(R) > 0).all())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_plain_cholqr2_would_fail_but_we_do_not(dtype, gen):
+    """kappa = 1e5 (float32) / 1e12 (float64): plain CholeskyQR2 is not orthonormal there;
+    "cholqr2" detects it, warns and recomputes; "auto" falls back silently."""
+    kappa = 1e5 if dtype == torch.float32 else 1e12
+    Y = _with_cond((), 2000, 32, kappa, gen(2), dtype)
+    # plain CholeskyQR2 (no checks) through torch.linalg: far from orthonormal or NaN
+    Q = Y
+    for _ in range(2):
+        L = torch.linalg.cholesky_ex(Q.mT @ Q).L
+        Q = torch.linalg.solve_triangular(L, Q.mT, upper=False).mT
+    assert not (_orth_err(Q) <= rtol("orth", dtype, 32))
+    with pytest.warns(NumericalWarning, match="Householder"):
+        Qc = sl.orthonormalize(Y, method="cholqr2")
+    assert _orth_err(Qc) <= rtol("orth", dtype, 32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Qa = sl.orthonormalize(Y)
+    assert _orth_err(Qa) <= rtol("orth", dtype, 32)
+    assert _range_residual(Qa, Y) <= rtol("orth", dtype, 32)
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batched_mixed_conditioning(device, dtype, gen):
+    """One batch: well-conditioned, beyond 1/u, rank-deficient, zero, tiny and huge scale;
+    the fallback is per element (the good ones equal the CholeskyQR2-only result)."""
+    g = gen(3)
+    m, k = 200, 12
+    u = _u(dtype)
+    Y = _with_cond((6,), m, k, 10.0, g, torch.float64)
+    Y[1] = _with_cond((), m, k, 1e3 / u, g, torch.float64)
+    Y[2] = torch.randn(m, 5, dtype=torch.float64, generator=g) @ torch.randn(5, k, dtype=torch.float64, generator=g)
+    Y[3] = 0.0
+    scale = 1e-30 if dtype == torch.float32 else 1e-200
+    Y[4] = Y[4] * scale
+    Y[5] = Y[5] / scale
+    Y = Y.to(dtype=dtype, device=device)
+    Q = sl.orthonormalize(Y)
+    assert bool(torch.isfinite(Q).all())
+    tol = rtol("orth", dtype, k)
+    for b in range(6):
+        assert _orth_err(Q[b]) <= tol, b
+        if b != 3:
+            assert _range_residual(Q[b], Y[b]) <= tol, b
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NumericalWarning)
+        Q0 = sl.orthonormalize(Y[:1], method="cholqr2")
+    # (batches of >= 4 use the interleaved CPU kernels: equal to roundoff, not bitwise)
+    torch.testing.assert_close(Q[0], Q0[0], rtol=0, atol=rtol("orth", dtype, k))
+    # a zero block gets the leading columns of the identity
+    torch.testing.assert_close(Q[3].cpu(), torch.eye(m, k, dtype=dtype), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rank_deficient_span_contains_range(dtype, gen):
+    g = gen(4)
+    m, k, r = 120, 20, 7
+    Y = (torch.randn(3, m, r, dtype=torch.float64, generator=g) @ torch.randn(3, r, k, dtype=torch.float64, generator=g))
+    Y[1, :, 5:9] = 0.0
+    Y = Y.to(dtype)
+    for method in ("auto", "householder"):
+        Q = sl.orthonormalize(Y, method=method)
+        assert _orth_err(Q) <= rtol("orth", dtype, k)
+        assert _range_residual(Q, Y) <= rtol("orth", dtype, k)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_input_computed_in_float32(dtype, gen):
+    Y = torch.randn(2, 256, 16, generator=gen(5)).to(dtype)
+    Q = sl.orthonormalize(Y)
+    assert Q.dtype == torch.float32
+    assert _orth_err(Q) <= rtol("orth", torch.float32, 16)
+    assert _range_residual(Q, Y.float()) <= rtol("orth", torch.float32, 16)
+
+
+def test_shapes_square_empty_and_leading_dims(gen):
+    Y = torch.randn(2, 3, 40, 40, dtype=torch.float64, generator=gen(6))
+    Q = sl.orthonormalize(Y)
+    assert Q.shape == Y.shape and _orth_err(Q.reshape(6, 40, 40)) <= rtol("orth", torch.float64, 40)
+    assert sl.orthonormalize(torch.zeros(5, 0)).shape == (5, 0)
+    assert sl.orthonormalize(torch.zeros(0, 7, 3)).shape == (0, 7, 3)
+    Yt = torch.randn(3, 50, dtype=torch.float64, generator=gen(7)).mT  # non-contiguous view
+    assert _orth_err(sl.orthonormalize(Yt)) <= rtol("orth", torch.float64, 3)
+
+
+def test_k_beyond_native_limit(gen):
+    Y = torch.randn(560, 520, dtype=torch.float64, generator=gen(8))
+    Q = sl.orthonormalize(Y)
+    assert _orth_err(Q) <= rtol("orth", torch.float64, 520)
+    assert _range_residual(Q, Y) <= rtol("orth", torch.float64, 520)
+
+
+def test_sync_free_cholqr2_flags(gen):
+    from subspace_linalg.orth import cholqr2
+
+    Y = _with_cond((3,), 300, 10, 10.0, gen(10), torch.float64)
+    Y[1] = 0.0
+    Q, ok = cholqr2(Y)
+    assert ok.tolist() == [True, False, True]
+    assert bool(torch.isfinite(Q).all())
+    assert _orth_err(Q[[0, 2]]) <= rtol("orth", torch.float64, 10)
+    torch.testing.assert_close(Q[[0, 2]], sl.orthonormalize(Y[[0, 2]]), rtol=0, atol=rtol("orth", torch.float64, 10))
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="orthonormalize: Y must be tall"):
+        sl.orthonormalize(torch.zeros(3, 5))
+    with pytest.raises(ValueError, match="at least 2 dims"):
+        sl.orthonormalize(torch.zeros(5))
+    with pytest.raises(TypeError, match="Y must have dtype"):
+        sl.orthonormalize(torch.zeros(5, 2, dtype=torch.int32))
+    with pytest.raises(TypeError, match="Y must be a torch.Tensor"):
+        sl.orthonormalize(np.zeros((5, 2)))
+    with pytest.raises(ValueError, match="method must be one of"):
+        sl.orthonormalize(torch.zeros(5, 2), method="qr")
+    Y = torch.randn(6, 2)
+    Y[1, 1] = float("nan")
+    with pytest.raises(ValueError, match="Y has 1 non-finite"):
+        sl.orthonormalize(Y)
+
+
+def test_compile_fullgraph_cholqr_pass(gen):
+    """One CholeskyQR pass written with the ops traces into one graph."""
+    ops = torch.ops.subspace_linalg
+
+    def cholqr(Y):
+        L, info = ops.cholesky_small(Y.mT @ Y)
+        X, info2 = ops.tril_inverse_small(L)
+        return Y @ X.mT, info + info2
+
+    Y = torch.randn(4, 64, 8, dtype=torch.float64, generator=gen(9))
+    Q, info = torch.compile(cholqr, fullgraph=True)(Y)
+    Qe, _ = cholqr(Y)
+    assert int(info.abs().sum()) == 0
+    torch.testing.assert_close(Q, Qe)
+    assert _orth_err(Q) <= rtol("orth", torch.float64, 8) * 1e2  # one pass: kappa^2 u
