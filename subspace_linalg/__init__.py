@@ -17,6 +17,8 @@ from . import _ops  # noqa: F401  (registers the torch.library ops)
 from .hadamard import fwht
 
 # --- randomized low-rank family ---
+from .polar import polar, principal_angles
+from .rsvd import range_finder, rsvd, rsvd_error
 
 # --- structured projection family ---
 

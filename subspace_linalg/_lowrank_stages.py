@@ -1,0 +1,39 @@
+"""The two numerical stages the randomized low-rank drivers inject (a local shim).
+
+``orthonormalize(Y) -> Q`` for (..., p, l), p >= l, and ``svd_small(R) -> SVDResult`` for
+(..., l, l). They come from ``subspace_linalg.orth`` / ``subspace_linalg.small_dense``
+(native CholeskyQR2 with fallbacks, batched Jacobi) when those modules exist, and fall
+back to torch's Householder QR / LAPACK SVD otherwise. Everything in rsvd.py calls these
+two names only, so swapping the implementation touches this file alone.
+"""
+from __future__ import annotations
+
+import torch
+
+from ._results import SVDResult
+
+try:
+    from .orth import orthonormalize as _orthonormalize
+except ImportError:  # the orth family is not in this tree
+    _orthonormalize = None
+
+try:
+    from .small_dense import svd_small as _svd_small
+except ImportError:  # the small dense kernels are not in this tree
+    _svd_small = None
+
+
+def orthonormalize(Y: torch.Tensor) -> torch.Tensor:
+    """An orthonormal basis Q (..., p, l) whose span contains range(Y), Y (..., p, l), p >= l."""
+    if _orthonormalize is not None:
+        return _orthonormalize(Y)
+    return torch.linalg.qr(Y, mode="reduced").Q
+
+
+def svd_small(R: torch.Tensor) -> SVDResult:
+    """Thin SVD of small square matrices (..., l, l); S descending."""
+    if _svd_small is not None:
+        U, S, Vh = _svd_small(R)
+        return SVDResult(U, S, Vh)
+    U, S, Vh = torch.linalg.svd(R, full_matrices=False)
+    return SVDResult(U, S, Vh)

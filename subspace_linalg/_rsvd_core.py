@@ -1,0 +1,185 @@
+"""Stages of the randomized low-rank drivers, composed RandLAPACK style:
+sketch -> range finder (normalized after every pass) -> QB -> small SVD.
+
+Every stage takes the orthonormalizer and the small SVD as injectable callables (the
+defaults come from ``_lowrank_stages``). All products with A are torch GEMMs on the
+current stream; nothing here reads a value back to the host except the adaptive QB loop,
+once per block (its stopping test), never inside the power iterations.
+
+Conventions: A is (..., m, n) in its compute dtype; a *left* basis is (..., m, l), a
+*right* basis (..., n, l); one *pass* is one product of A or A^T with a block.
+"""
+from __future__ import annotations
+
+import torch
+
+from ._lowrank_stages import orthonormalize, svd_small
+from ._results import SVDResult
+
+
+def gaussian(shape, dtype, device, generator) -> torch.Tensor:
+    """Standard normal block. With a generator it is drawn on the generator's device (same
+    seed -> same numbers wherever A lives) and moved to ``device``."""
+    if generator is None:
+        return torch.randn(shape, dtype=dtype, device=device)
+    g = torch.randn(shape, dtype=dtype, device=generator.device, generator=generator)
+    return g if g.device == torch.device(device) else g.to(device)
+
+
+def start_basis(A, l, init, generator, orth=orthonormalize) -> torch.Tensor:
+    """The left orthonormal basis (..., m, l) the iteration starts from: orth(A @ Omega)
+    with a Gaussian Omega (one pass), or orth([init, G]) padding init with Gaussian
+    columns G up to l (no pass)."""
+    m, n = A.shape[-2:]
+    batch = A.shape[:-2]
+    if init is None:
+        return orth(A @ gaussian(batch + (n, l), A.dtype, A.device, generator))
+    extra = l - init.shape[-1]
+    X = init
+    if extra > 0:
+        X = torch.cat([init, gaussian(batch + (m, extra), A.dtype, A.device, generator)], dim=-1)
+    return orth(X)
+
+
+def alternate(A, Q, passes, orth=orthonormalize):
+    """``passes`` (>= 1) products alternately A^T @ X and A @ X starting from the left
+    basis Q, orthonormalizing every product but the last (normalization after every pass:
+    no loss of the trailing directions to rounding, HMT 2011 Alg. 4.4).
+
+    Returns ``(P, X, left)``: the last product and the basis it was made from; when
+    ``left`` P = A^T X (X a left basis, A ~= X P^T), otherwise P = A X (A ~= P X^T)."""
+    X, left = Q, True
+    for i in range(passes):
+        P = A.mT @ X if left else A @ X
+        if i == passes - 1:
+            return P, X, left
+        X, left = orth(P), not left
+    raise ValueError("alternate: passes must be >= 1")
+
+
+def iterate_left(A, Q, iters, orth=orthonormalize) -> torch.Tensor:
+    """``iters`` subspace iterations Q <- orth(A orth(A^T Q)) (two passes each)."""
+    for _ in range(iters):
+        Q = orth(A @ orth(A.mT @ Q))
+    return Q
+
+
+def svd_tall(P, svd=svd_small, orth=orthonormalize) -> SVDResult:
+    """Thin SVD of a tall block P (..., p, l), p >= l, as ``(Qp, Ur, S, Vrh)`` with
+    P = Qp Ur diag(S) Vrh: Qp = orth(P), R = Qp^T P (l x l), R = Ur S Vrh (small SVD).
+    The caller forms Qp @ Ur after truncating Ur."""
+    Qp = orth(P)
+    R = Qp.mT @ P
+    Ur, S, Vrh = svd(R)
+    return Qp, Ur, S, Vrh
+
+
+def factor(P, X, left, k, svd=svd_small, orth=orthonormalize) -> SVDResult:
+    """Rank-k SVD of A ~= X P^T (left) or A ~= P X^T from the last product of a pass
+    sequence; the small SVD is of an l x l matrix."""
+    Qp, Ur, S, Vrh = svd_tall(P, svd, orth)
+    Ur, S, Vrh = Ur[..., :, :k], S[..., :k], Vrh[..., :k, :]
+    if left:  # A ~= X (Qp Ur S Vrh)^T = (X Vrh^T) S (Qp Ur)^T
+        U = X @ Vrh.mT
+        Vh = Ur.mT @ Qp.mT
+    else:  # A ~= Qp Ur S (X Vrh^T)^T
+        U = Qp @ Ur
+        Vh = Vrh @ X.mT
+    return SVDResult(U, S, Vh)
+
+
+def fix_signs(res: SVDResult) -> SVDResult:
+    """Deterministic sign convention: the entry of largest magnitude of every column of U
+    is positive (ties: the first); the rows of Vh flip with it, U S Vh is unchanged."""
+    U, S, Vh = res
+    idx = U.abs().argmax(dim=-2, keepdim=True)
+    s = torch.gather(U, -2, idx).sign()
+    s = torch.where(s == 0, torch.ones_like(s), s)
+    return SVDResult(U * s, S, Vh * s.mT)
+
+
+def _project_out(P, Y):
+    return Y - P @ (P.mT @ Y)
+
+
+def block_krylov(A, Q0, iters, orth=orthonormalize):
+    """Block Krylov basis [Q0, Q1, ..., Qq] of span{X, (AA^T)X, ..., (AA^T)^q X} with X = Q0,
+    normalized after every pass, each new block orthogonalized against all earlier ones
+    (project, orthonormalize, project, orthonormalize: twice is enough). Every pass is
+    reused: the rows of B = Q^T A are the blocks Z_j^T = (A^T Q_j)^T computed on the way, so
+    2q + 1 passes give a basis of (q + 1) l columns (capped at min(m, n)).
+
+    Returns ``(Q, Z)`` with Q (..., m, L) orthonormal and Z = A^T Q (..., n, L)."""
+    d = min(A.shape[-2], A.shape[-1])
+    blocks, Zs = [Q0], []
+    Q, width = Q0, Q0.shape[-1]
+    for _ in range(iters):
+        room = d - width
+        if room <= 0:
+            break
+        Z = A.mT @ Q
+        Zs.append(Z)
+        Y = A @ orth(Z)
+        if Y.shape[-1] > room:
+            Y = Y[..., :room]
+        P = torch.cat(blocks, dim=-1)
+        Qn = orth(_project_out(P, Y))
+        Qn = orth(_project_out(P, Qn))
+        blocks.append(Qn)
+        Q, width = Qn, width + Qn.shape[-1]
+    Zs.append(A.mT @ Q)
+    return torch.cat(blocks, dim=-1), torch.cat(Zs, dim=-1)
+
+
+def adaptive_qb(A, tol, max_rank, block, power_iters, generator, *, cancel_tol2, orth=orthonormalize):
+    """Blocked adaptive QB (Yu, Gu & Li 2018, Alg. 2 with power iterations on the residual):
+    grow Q (..., m, K) and B = Q^T A (..., K, n) by blocks of ``block`` columns until
+    ||A - QB||_F <= tol ||A||_F for every batch element, or K = max_rank.
+
+    The residual is tracked exactly as ||A||_F^2 - ||B||_F^2 (Q orthonormal); when tol^2 is
+    below ``cancel_tol2`` (where that difference loses its digits to cancellation) the
+    stopping test is confirmed with an explicit ||A - QB||_F (one extra pass).
+
+    Returns ``(Q, B, E2, target2)``: E2 (...,) the squared residual, target2 = tol^2 ||A||_F^2.
+    Reads one boolean back to the host per block."""
+    m, n = A.shape[-2:]
+    batch = A.shape[:-2]
+    norm2 = A.square().sum(dim=(-2, -1))
+    target = (tol * tol) * norm2
+    Q = A.new_zeros(batch + (m, 0))
+    B = A.new_zeros(batch + (0, n))
+    E = norm2.clone()
+    explicit = tol * tol < cancel_tol2
+    while Q.shape[-1] < max_rank:
+        b = min(block, max_rank - Q.shape[-1])
+        Y = A @ gaussian(batch + (n, b), A.dtype, A.device, generator)
+        Y = Y - Q @ (Q.mT @ Y)
+        for _ in range(power_iters):  # power iterations on the residual A - QB
+            Y = orth(Y)
+            Z = orth(A.mT @ Y - B.mT @ (Q.mT @ Y))
+            Y = A @ Z - Q @ (B @ Z)
+        Qi = orth(Y)
+        if Q.shape[-1]:
+            Qi = orth(_project_out(Q, Qi))
+        Bi = Qi.mT @ A
+        Q = torch.cat([Q, Qi], dim=-1)
+        B = torch.cat([B, Bi], dim=-2)
+        E = (E - Bi.square().sum(dim=(-2, -1))).clamp_min(0)
+        if bool((E <= target).all()):  # the one host read per block
+            if not explicit:
+                break
+            E = (A - Q @ B).square().sum(dim=(-2, -1))
+            if bool((E <= target).all()):
+                break
+    return Q, B, E, target
+
+
+def choose_rank(S, E2, target2) -> int:
+    """Smallest k with E2 + sum_{i>k} S_i^2 <= target2 for every batch element (>= 1)."""
+    tail = S.square().flip(-1).cumsum(-1).flip(-1)  # tail[..., i] = sum_{j>=i} S_j^2
+    tail = torch.cat([tail, torch.zeros_like(tail[..., :1])], dim=-1)  # tail[..., k] for k = 0..K
+    ok = (E2.unsqueeze(-1) + tail) <= target2.unsqueeze(-1)
+    # first k that is ok (ok is monotone in k; k = K may still fail when max_rank was hit)
+    K = S.shape[-1]
+    ks = torch.where(ok.any(-1), ok.float().argmax(-1), torch.full_like(E2, K, dtype=torch.long))
+    return max(1, int(ks.max())) if ks.numel() else 1
