@@ -300,3 +300,20 @@ def test_device(device, gen):
     res = sl.rsvd(A, 12, method="block_krylov", init=res.U, power_iters=1)
     check_svd(A, res, 12, torch.float32)
     np.testing.assert_array_less(0, res.S.cpu().numpy() + 1)
+
+
+@pytest.mark.cuda
+def test_no_host_sync_in_power_iterations(gen):
+    """The passes (GEMMs + orthonormalization) never read back to the host."""
+    from subspace_linalg import _rsvd_core as core
+
+    A = make("poly1", 300, 200, gen(35)).float().cuda()
+    Q = core.start_basis(A, 20, None, None)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        P, X, left = core.alternate(A, Q, 5)
+        Qk, Z = core.block_krylov(A, Q, 2)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert P.shape == (200, 20) and Qk.shape == (300, 60)
