@@ -32,8 +32,10 @@ def _matrix(batch, m, n, seed):
     return U, s, V
 
 
-def _rotate(B, delta, g):
-    return torch.linalg.qr(B + delta * torch.randn(B.shape, generator=g, dtype=B.dtype)).Q
+def _rotate(B, angle, g):
+    """Turn every column of the orthonormal B by about ``angle`` radians (random direction)."""
+    step = angle / math.sqrt(B.shape[-2]) * torch.randn(B.shape, generator=g, dtype=B.dtype)
+    return torch.linalg.qr(B + step).Q
 
 
 def _excess(inp, res) -> float:
@@ -120,14 +122,14 @@ def _cold(batch, m, n, k, dtype, device, peers, seed):
                 note="error = ||A - U S Vh||_F / optimal - 1; check_finite=False (as the peers)")
 
 
-def _warm(m, n, k, dtype, device, seed, delta=1e-2):
+def _warm(m, n, k, dtype, device, seed, delta=0.05):
     def ours(inp):
         return sl.rsvd(inp["A"], k, init=inp["U0"], oversample=0, power_iters=1, check_finite=False)
 
     return Case(SUITE, _name((), m, n, k, dtype, "rsvd warm refresh"), _setup((), m, n, k, dtype, device, seed, delta, l=k),
                 ours, _excess, TOL, [_full_svd_peer(k), _gemm_peer(2)],
                 flops=_flops((), m, n, k, 2), params=_params((), m, n, k, dtype, warm_delta=delta, warm_power_iters=1),
-                note="init = the rank-k U of the previous matrix (singular bases rotated by ~1e-2), "
+                note=f"init = the rank-k U of the previous matrix (its singular vectors turned by ~{delta} rad), "
                      "oversample=0, one power iteration (2 passes)")
 
 
