@@ -191,6 +191,10 @@ def test_warm_start_float32_batched_and_padding(gen):
     U0 = sl.rsvd(A, 8, generator=gen(19)).U
     res = sl.rsvd(A, 8, init=U0[..., :8], power_iters=1, generator=gen(20))  # padded with 10 columns
     check_svd(A, res, 8, torch.float32)
+    # power_iters=0: a Rayleigh-Ritz projection of A on init (one pass): the best rank-8
+    # approximation within range(init), already near optimal from a converged basis
+    res0 = sl.rsvd(A, 8, init=U0, oversample=0, power_iters=0)
+    check_svd(A, res0, 8, torch.float32, ratio=1.1)
     Q = sl.range_finder(A, 14, init=U0, power_iters=1, generator=gen(21))
     assert Q.shape == (2, 120, 14)
     assert float((Q.mT @ Q - torch.eye(14)).norm(dim=(-2, -1)).max()) <= rtol("lowrank", torch.float32, 120)
