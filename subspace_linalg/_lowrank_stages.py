@@ -23,6 +23,9 @@ except ImportError:  # the small dense kernels are not in this tree
     _svd_small = None
 
 
+_SMALL_MAX = 512  # svd_small's documented range (k <= 512); larger ones go to LAPACK / cuSOLVER
+
+
 def orthonormalize(Y: torch.Tensor) -> torch.Tensor:
     """An orthonormal basis Q (..., p, l) whose span contains range(Y), Y (..., p, l), p >= l."""
     if _orthonormalize is not None:
@@ -31,8 +34,9 @@ def orthonormalize(Y: torch.Tensor) -> torch.Tensor:
 
 
 def svd_small(R: torch.Tensor) -> SVDResult:
-    """Thin SVD of small square matrices (..., l, l); S descending."""
-    if _svd_small is not None:
+    """Thin SVD of small square matrices (..., l, l); S descending (block Krylov's
+    (q + 1) l can exceed svd_small's range: those go to torch.linalg.svd)."""
+    if _svd_small is not None and R.shape[-1] <= _SMALL_MAX:
         U, S, Vh = _svd_small(R)
         return SVDResult(U, S, Vh)
     U, S, Vh = torch.linalg.svd(R, full_matrices=False)
