@@ -1,7 +1,8 @@
 """The two numerical stages the randomized low-rank drivers inject (a local shim).
 
-``orthonormalize(Y) -> Q`` for (..., p, l), p >= l, and ``svd_small(R) -> SVDResult`` for
-(..., l, l). They come from ``subspace_linalg.orth`` / ``subspace_linalg.small_dense``
+``orthonormalize(Y) -> Q`` for (..., p, l), p >= l, ``orthonormalize_flagged(Y) -> (Q, ok)``
+(the same without any host synchronization, with a per-element success flag, for the
+power iterations) and ``svd_small(R) -> SVDResult`` for (..., l, l). They come from ``subspace_linalg.orth`` / ``subspace_linalg.small_dense``
 (native CholeskyQR2 with fallbacks, batched Jacobi) when those modules exist, and fall
 back to torch's Householder QR / LAPACK SVD otherwise. Everything in rsvd.py calls these
 two names only, so swapping the implementation touches this file alone.
@@ -18,6 +19,11 @@ except ImportError:  # the orth family is not in this tree
     _orthonormalize = None
 
 try:
+    from .orth import cholqr2 as _cholqr2  # sync-free CholeskyQR2 returning (Q, ok)
+except ImportError:
+    _cholqr2 = None
+
+try:
     from .small_dense import svd_small as _svd_small
 except ImportError:  # the small dense kernels are not in this tree
     _svd_small = None
@@ -31,6 +37,15 @@ def orthonormalize(Y: torch.Tensor) -> torch.Tensor:
     if _orthonormalize is not None:
         return _orthonormalize(Y)
     return torch.linalg.qr(Y, mode="reduced").Q
+
+
+def orthonormalize_flagged(Y: torch.Tensor):
+    """``(Q, ok)`` with no host synchronization: ok (a bool tensor of Y's batch shape, or
+    None when the method cannot fail) is False where Q must not be trusted; those elements
+    are to be recomputed with :func:`orthonormalize`."""
+    if _cholqr2 is not None:
+        return _cholqr2(Y)
+    return torch.linalg.qr(Y, mode="reduced").Q, None  # Householder: always orthonormal, no flag
 
 
 def svd_small(R: torch.Tensor) -> SVDResult:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from ._lowrank_stages import orthonormalize, svd_small
+from ._lowrank_stages import orthonormalize, orthonormalize_flagged, svd_small
 from ._results import SVDResult
 
 
@@ -26,19 +26,52 @@ def gaussian(shape, dtype, device, generator) -> torch.Tensor:
     return g if g.device == torch.device(device) else g.to(device)
 
 
-def start_basis(A, l, init, generator, orth=orthonormalize) -> torch.Tensor:
-    """The left orthonormal basis (..., m, l) the iteration starts from: orth(A @ Omega)
-    with a Gaussian Omega (one pass), or orth([init, G]) padding init with Gaussian
-    columns G up to l (no pass)."""
+def start_block(A, l, init, generator) -> torch.Tensor:
+    """The block (..., m, l) the iteration starts from, before orthonormalization: A @ Omega
+    with a Gaussian Omega (one pass), or [init, G] padding init with Gaussian columns G up
+    to l (no pass)."""
     m, n = A.shape[-2:]
     batch = A.shape[:-2]
     if init is None:
-        return orth(A @ gaussian(batch + (n, l), A.dtype, A.device, generator))
+        return A @ gaussian(batch + (n, l), A.dtype, A.device, generator)
     extra = l - init.shape[-1]
-    X = init
-    if extra > 0:
-        X = torch.cat([init, gaussian(batch + (m, extra), A.dtype, A.device, generator)], dim=-1)
-    return orth(X)
+    if extra <= 0:
+        return init
+    return torch.cat([init, gaussian(batch + (m, extra), A.dtype, A.device, generator)], dim=-1)
+
+
+class FlaggedOrth:
+    """The orthonormalization stage of the passes: sync-free (``orthonormalize_flagged``),
+    AND-ing the per-element success flags into ``ok`` for one check after the passes."""
+
+    def __init__(self):
+        self.ok = None
+
+    def __call__(self, Y):
+        Q, ok = orthonormalize_flagged(Y)
+        if ok is not None:
+            self.ok = ok if self.ok is None else self.ok & ok
+        return Q
+
+
+def robust(run, A, *starts):
+    """``run(A, *starts, orth=...)`` (a tuple of tensors with A's batch dims in front) with
+    the sync-free flagged orthonormalization; then one host read of the flags, and the
+    batch elements whose flags failed (an ill-conditioned block: a Cholesky breakdown or a
+    condition estimate beyond what the dtype allows) are recomputed from the same start with
+    the robust :func:`orthonormalize`."""
+    fo = FlaggedOrth()
+    out = run(A, *starts, orth=fo)
+    if fo.ok is None or bool(fo.ok.all()):
+        return out
+    if A.dim() == 2:
+        return run(A, *starts, orth=orthonormalize)
+    bad = torch.nonzero(~fo.ok, as_tuple=True)
+    redo = run(A[bad], *(s[bad] for s in starts), orth=orthonormalize)
+    out = tuple(o.clone() for o in out)
+    for o, r in zip(out, redo):
+        o[bad] = r
+    return out
 
 
 def alternate(A, Q, passes, orth=orthonormalize):
@@ -57,11 +90,25 @@ def alternate(A, Q, passes, orth=orthonormalize):
     raise ValueError("alternate: passes must be >= 1")
 
 
-def iterate_left(A, Q, iters, orth=orthonormalize) -> torch.Tensor:
-    """``iters`` subspace iterations Q <- orth(A orth(A^T Q)) (two passes each)."""
+def iterate_left(A, X0, iters, orth=orthonormalize):
+    """Q = orth(X0), then ``iters`` subspace iterations Q <- orth(A orth(A^T Q)) (two passes
+    each). Returns ``(Q,)``."""
+    Q = orth(X0)
     for _ in range(iters):
         Q = orth(A @ orth(A.mT @ Q))
-    return Q
+    return (Q,)
+
+
+def lowrank_svd(A, X0, k, passes, krylov_iters=None, orth=orthonormalize, svd=svd_small) -> SVDResult:
+    """The fixed-rank pipeline from a start block X0 (..., m, l): Q = orth(X0), then either
+    ``passes`` alternating passes (subspace iteration) or ``krylov_iters`` block Krylov
+    steps, then the rank-k factorization (no sign convention applied)."""
+    Q = orth(X0)
+    if krylov_iters is not None:
+        Qk, Z = block_krylov(A, Q, krylov_iters, orth)
+        return factor(Z, Qk, True, k, svd, orth)
+    P, X, left = alternate(A, Q, passes, orth)
+    return factor(P, X, left, k, svd, orth)
 
 
 def svd_tall(P, svd=svd_small, orth=orthonormalize) -> SVDResult:
@@ -131,7 +178,22 @@ def block_krylov(A, Q0, iters, orth=orthonormalize):
     return torch.cat(blocks, dim=-1), torch.cat(Zs, dim=-1)
 
 
-def adaptive_qb(A, tol, max_rank, block, power_iters, generator, *, cancel_tol2, orth=orthonormalize):
+def _qb_block(A, Q, B, Omega, power_iters, orth):
+    """The next orthonormal block of the adaptive QB, orthogonal to Q: range of the residual
+    (A - QB) Omega refined by power iterations on the residual."""
+    Y = A @ Omega
+    Y = Y - Q @ (Q.mT @ Y)
+    for _ in range(power_iters):
+        Y = orth(Y)
+        Z = orth(A.mT @ Y - B.mT @ (Q.mT @ Y))
+        Y = A @ Z - Q @ (B @ Z)
+    Qi = orth(Y)
+    if Q.shape[-1]:
+        Qi = orth(_project_out(Q, Qi))
+    return Qi
+
+
+def adaptive_qb(A, tol, max_rank, block, power_iters, generator, *, cancel_tol2):
     """Blocked adaptive QB (Yu, Gu & Li 2018, Alg. 2 with power iterations on the residual):
     grow Q (..., m, K) and B = Q^T A (..., K, n) by blocks of ``block`` columns until
     ||A - QB||_F <= tol ||A||_F for every batch element, or K = max_rank.
@@ -140,8 +202,11 @@ def adaptive_qb(A, tol, max_rank, block, power_iters, generator, *, cancel_tol2,
     below ``cancel_tol2`` (where that difference loses its digits to cancellation) the
     stopping test is confirmed with an explicit ||A - QB||_F (one extra pass).
 
-    Returns ``(Q, B, E2, target2)``: E2 (...,) the squared residual, target2 = tol^2 ||A||_F^2.
-    Reads one boolean back to the host per block."""
+    Each block runs with the sync-free flagged orthonormalization; the stopping test and the
+    flags are read back together, once per block (a failed block is recomputed with the
+    robust orthonormalization).
+
+    Returns ``(Q, B, E2, target2)``: E2 (...,) the squared residual, target2 = tol^2 ||A||_F^2."""
     m, n = A.shape[-2:]
     batch = A.shape[:-2]
     norm2 = A.square().sum(dim=(-2, -1))
@@ -152,20 +217,22 @@ def adaptive_qb(A, tol, max_rank, block, power_iters, generator, *, cancel_tol2,
     explicit = tol * tol < cancel_tol2
     while Q.shape[-1] < max_rank:
         b = min(block, max_rank - Q.shape[-1])
-        Y = A @ gaussian(batch + (n, b), A.dtype, A.device, generator)
-        Y = Y - Q @ (Q.mT @ Y)
-        for _ in range(power_iters):  # power iterations on the residual A - QB
-            Y = orth(Y)
-            Z = orth(A.mT @ Y - B.mT @ (Q.mT @ Y))
-            Y = A @ Z - Q @ (B @ Z)
-        Qi = orth(Y)
-        if Q.shape[-1]:
-            Qi = orth(_project_out(Q, Qi))
+        Omega = gaussian(batch + (n, b), A.dtype, A.device, generator)
+        fo = FlaggedOrth()
+        Qi = _qb_block(A, Q, B, Omega, power_iters, fo)
         Bi = Qi.mT @ A
+        En = (E - Bi.square().sum(dim=(-2, -1))).clamp_min(0)
+        ok = torch.ones((), dtype=torch.bool, device=A.device) if fo.ok is None else fo.ok.all()
+        conv, ok = torch.stack([(En <= target).all(), ok]).tolist()  # the one host read per block
+        if not ok:
+            Qi = _qb_block(A, Q, B, Omega, power_iters, orthonormalize)
+            Bi = Qi.mT @ A
+            En = (E - Bi.square().sum(dim=(-2, -1))).clamp_min(0)
+            conv = bool((En <= target).all())
         Q = torch.cat([Q, Qi], dim=-1)
         B = torch.cat([B, Bi], dim=-2)
-        E = (E - Bi.square().sum(dim=(-2, -1))).clamp_min(0)
-        if bool((E <= target).all()):  # the one host read per block
+        E = En
+        if conv:
             if not explicit:
                 break
             E = (A - Q @ B).square().sum(dim=(-2, -1))

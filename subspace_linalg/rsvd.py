@@ -78,8 +78,8 @@ def range_finder(A: torch.Tensor, size: int, *, power_iters: int = 2, init: torc
     q = _validate.check_int(fn, "power_iters", power_iters, minimum=0)
     init = _check_init(fn, A, init, 1, size)
     A, init = _prepare(fn, A, generator, check_finite, init)
-    Q = core.start_basis(A, size, init, generator)
-    return core.iterate_left(A, Q, q)
+    X0 = core.start_block(A, size, init, generator)
+    return core.robust(lambda A_, X0_, orth: core.iterate_left(A_, X0_, q, orth), A, X0)[0]
 
 
 def rsvd(A: torch.Tensor, rank: int | None, *, oversample: int = 10, power_iters: int = 2,
@@ -142,21 +142,21 @@ def rsvd(A: torch.Tensor, rank: int | None, *, oversample: int = 10, power_iters
     l = min(rank + p, d)
     if init is not None:
         l = max(l, init.shape[-1])
-    Q = core.start_basis(A, l, init, generator)
-    if method == "block_krylov":
-        Qk, Z = core.block_krylov(A, Q, q)
-        res = core.factor(Z, Qk, True, rank)
-    else:
-        passes = 2 * q + 1 if init is None else max(2 * q, 1)
-        P, X, left = core.alternate(A, Q, passes)
-        res = core.factor(P, X, left, rank)
-    return core.fix_signs(res)
+    X0 = core.start_block(A, l, init, generator)
+    passes = 2 * q + 1 if init is None else max(2 * q, 1)
+    kiters = q if method == "block_krylov" else None
+
+    def run(A_, X0_, orth):
+        return tuple(core.lowrank_svd(A_, X0_, rank, passes, kiters, orth=orth))
+
+    return core.fix_signs(SVDResult(*core.robust(run, A, X0)))
 
 
 def _rsvd_adaptive(A, max_rank, tol, q, generator) -> SVDResult:
     d = min(A.shape[-2:])
     Q, B, E2, target2 = core.adaptive_qb(A, tol, max_rank, min(_ADAPTIVE_BLOCK, d), q, generator,
                                          cancel_tol2=_CANCEL * eps(A.dtype))
+    # (the final factorization uses the robust orthonormalization: one call, outside any loop)
     Qp, Ur, S, Vrh = core.svd_tall(B.mT)  # B^T = Qp Ur S Vrh  ->  A ~= (Q Vrh^T) S (Qp Ur)^T
     k = core.choose_rank(S, E2, target2)
     U = Q @ Vrh[..., :k, :].mT

@@ -287,11 +287,48 @@ def test_non_finite_input(bad):
 
 # ---------------------------------------------------------------- compile and devices
 def test_compile_fullgraph(gen):
-    """The whole driver traces (no generator: torch.compile cannot take a Generator;
-    check_finite=False: the check reads a count back to the host)."""
+    """The deterministic core (start block given, no generator, no host read: the flags of
+    the sync-free orthonormalization are returned, not read) traces with fullgraph=True.
+    The public driver itself reads the flags back once (data-dependent control flow), and
+    torch.compile cannot take a torch.Generator."""
+    from subspace_linalg import _rsvd_core as core
+
+    def pipeline(A, X0):
+        fo = core.FlaggedOrth()
+        res = core.fix_signs(core.lowrank_svd(A, X0, 8, 5, orth=fo))
+        return res, fo.ok
+
     A = make("poly1", 96, 64, gen(33)).float()
-    f = torch.compile(lambda X: sl.rsvd(X, 8, check_finite=False), fullgraph=True)
-    check_svd(A, f(A), 8, torch.float32)
+    X0 = A @ torch.randn(64, 18, generator=gen(34))
+    res, ok = torch.compile(pipeline, fullgraph=True)(A, X0)
+    assert ok is None or bool(ok.all())
+    check_svd(A, res, 8, torch.float32)
+
+
+def test_failed_flags_are_recomputed(monkeypatch, gen):
+    """A sync-free orthonormalization that fails (garbage Q, flag False) on some batch
+    elements: the drivers recompute exactly those with the robust one."""
+    from subspace_linalg import _lowrank_stages as st
+
+    def failing(Y):
+        Q = torch.linalg.qr(Y).Q.clone()
+        ok = torch.ones(Y.shape[:-2], dtype=torch.bool)
+        if Y.dim() == 2:
+            return torch.zeros_like(Q), torch.tensor(False)
+        Q[1] = 0.0
+        ok[1] = False
+        return Q, ok
+
+    monkeypatch.setattr(st, "_cholqr2", failing)
+    A = torch.stack([make(kind, 90, 70, gen(i)) for i, kind in enumerate(["poly1", "geometric", "spikes"])])
+    for method in ("subspace", "block_krylov"):
+        check_svd(A, sl.rsvd(A, 8, method=method, generator=gen(36)), 8, F64)
+    check_svd(A[0], sl.rsvd(A[0], 8, generator=gen(37)), 8, F64)
+    Q = sl.range_finder(A, 12, generator=gen(38))
+    assert float((Q.mT @ Q - torch.eye(12, dtype=F64)).norm(dim=(-2, -1)).max()) <= rtol("lowrank", F64, 90)
+    U, S, Vh = sl.rsvd(A, None, tol=1e-2, generator=gen(39))
+    err = (A - U * S.unsqueeze(-2) @ Vh).norm(dim=(-2, -1))
+    assert (err <= 1e-2 * A.norm(dim=(-2, -1)) * (1 + rtol("lowrank", F64, 90))).all()
 
 
 @pytest.mark.parametrize("device", devices())
@@ -312,12 +349,14 @@ def test_no_host_sync_in_power_iterations(gen):
     from subspace_linalg import _rsvd_core as core
 
     A = make("poly1", 300, 200, gen(35)).float().cuda()
-    Q = core.start_basis(A, 20, None, None)
+    X0 = core.start_block(A, 20, None, None)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        P, X, left = core.alternate(A, Q, 5)
-        Qk, Z = core.block_krylov(A, Q, 2)
+        fo = core.FlaggedOrth()
+        Q = fo(X0)
+        P, X, left = core.alternate(A, Q, 5, fo)
+        Qk, Z = core.block_krylov(A, Q, 2, fo)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert P.shape == (200, 20) and Qk.shape == (300, 60)
