@@ -108,6 +108,11 @@ def rsvd(A: torch.Tensor, rank: int | None, *, oversample: int = 10, power_iters
       must keep their defaults in this mode. Reads the stopping test back to the host once
       per block.
 
+    Synchronization: none inside the passes. Their orthonormalizations are sync-free
+    CholeskyQR2 with per-element success flags, read back once after the passes; an element
+    whose flags failed (ill-conditioned block) is recomputed from the same start with the
+    robust orthonormalization (shifted CholeskyQR3 / Householder).
+
     Sign convention: the entry of largest magnitude in each column of U is positive.
     dtypes: float32 and float64 compute and return in their own precision; float16 and
     bfloat16 inputs are computed in float32 and the result is float32.
