@@ -147,14 +147,21 @@ def rsvd(A: torch.Tensor, rank: int | None, *, oversample: int = 10, power_iters
     l = min(rank + p, d)
     if init is not None:
         l = max(l, init.shape[-1])
-    X0 = core.start_block(A, l, init, generator)
+    # a wide A without init is factored as A^T (a view): the last product and its thin QR
+    # are then on the short side (as torch.svd_lowrank does)
+    flip = init is None and m < n
+    At = A.mT if flip else A
+    X0 = core.start_block(At, l, init, generator)
     passes = 2 * q + 1 if init is None else max(2 * q, 1)
     kiters = q if method == "block_krylov" else None
 
     def run(A_, X0_, orth):
         return tuple(core.lowrank_svd(A_, X0_, rank, passes, kiters, orth=orth))
 
-    return core.fix_signs(SVDResult(*core.robust(run, A, X0)))
+    U, S, Vh = core.robust(run, At, X0)
+    if flip:
+        U, Vh = Vh.mT.contiguous(), U.mT.contiguous()
+    return core.fix_signs(SVDResult(U, S, Vh))
 
 
 def _rsvd_adaptive(A, max_rank, tol, q, generator) -> SVDResult:
