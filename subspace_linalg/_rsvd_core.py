@@ -37,7 +37,8 @@ def start_block(A, l, init, generator) -> torch.Tensor:
     extra = l - init.shape[-1]
     if extra <= 0:
         return init
-    return torch.cat([init, gaussian(batch + (m, extra), A.dtype, A.device, generator)], dim=-1)
+    G = gaussian(batch + (m, extra), A.dtype, A.device, generator) / m ** 0.5  # ~unit columns, like init's
+    return torch.cat([init, G], dim=-1)
 
 
 class FlaggedOrth:
@@ -99,11 +100,16 @@ def iterate_left(A, X0, iters, orth=orthonormalize):
     return (Q,)
 
 
-def lowrank_svd(A, X0, k, passes, krylov_iters=None, orth=orthonormalize, svd=svd_small) -> SVDResult:
+def lowrank_svd(A, X0, k, passes, krylov_iters=None, orth=orthonormalize, svd=svd_small,
+                orth_start=True) -> SVDResult:
     """The fixed-rank pipeline from a start block X0 (..., m, l): Q = orth(X0), then either
     ``passes`` alternating passes (subspace iteration) or ``krylov_iters`` block Krylov
-    steps, then the rank-k factorization (no sign convention applied)."""
-    Q = orth(X0)
+    steps, then the rank-k factorization (no sign convention applied).
+
+    ``orth_start=False`` skips orth(X0): valid for subspace iteration with passes >= 2 from
+    a well-conditioned X0 (a warm start), since the first product is orthonormalized and
+    only its span matters."""
+    Q = orth(X0) if orth_start or krylov_iters is not None or passes < 2 else X0
     if krylov_iters is not None:
         Qk, Z = block_krylov(A, Q, krylov_iters, orth)
         return factor(Z, Qk, True, k, svd, orth)

@@ -101,6 +101,8 @@ def rsvd(A: torch.Tensor, rank: int | None, *, oversample: int = 10, power_iters
       (e.g. the U of the last call: a GaLore projector refresh). It replaces the sketch,
       padded with Gaussian columns up to k + oversample (pass ``oversample=0`` to use init
       alone); q iterations then cost 2q passes (q = 0: one pass, a projection on init).
+      init should have (nearly) orthonormal columns: with q >= 1 (method "subspace") it is
+      not orthonormalized again, only the span of A^T init matters.
     - ``rank=None`` with ``tol``: adaptive rank. The basis grows in blocks of 32 (each with
       q power iterations on the residual) until ||A - QB||_F <= tol ||A||_F for every batch
       element, then k is the smallest rank whose truncated SVD still meets tol (one k for
@@ -156,7 +158,7 @@ def rsvd(A: torch.Tensor, rank: int | None, *, oversample: int = 10, power_iters
     kiters = q if method == "block_krylov" else None
 
     def run(A_, X0_, orth):
-        return tuple(core.lowrank_svd(A_, X0_, rank, passes, kiters, orth=orth))
+        return tuple(core.lowrank_svd(A_, X0_, rank, passes, kiters, orth=orth, orth_start=init is None))
 
     U, S, Vh = core.robust(run, At, X0)
     if flip:
