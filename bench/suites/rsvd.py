@@ -138,8 +138,8 @@ def cases(device: str, dtype: torch.dtype, quick: bool) -> list[Case]:
         return [
             _cold((), 512, 512, 16, dtype, device, [_lowrank_peer(16), _sklearn_peer(16)], 1),
             _cold((8,), 128, 128, 8, dtype, device, [_lowrank_peer(8)], 2),
-            _cold((), 512, 1365, 64, dtype, device, [_full_svd_peer(64)], 3),
-            _warm(512, 1365, 64, dtype, device, 4),
+            _cold((), 384, 1024, 48, dtype, device, [_full_svd_peer(48)], 3),
+            _warm(384, 1024, 48, dtype, device, 4),
         ]
     return [
         _cold((), 2048, 2048, 64, dtype, device, [_lowrank_peer(64), _sklearn_peer(64)], 1),
