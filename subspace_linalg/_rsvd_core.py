@@ -117,7 +117,7 @@ def lowrank_svd(A, X0, k, passes, krylov_iters=None, orth=orthonormalize, svd=sv
     return factor(P, X, left, k, svd, orth)
 
 
-def svd_tall(P, svd=svd_small, orth=orthonormalize) -> SVDResult:
+def svd_tall(P, svd=svd_small, orth=orthonormalize):
     """Thin SVD of a tall block P (..., p, l), p >= l, as ``(Qp, Ur, S, Vrh)`` with
     P = Qp Ur diag(S) Vrh: Qp = orth(P), R = Qp^T P (l x l), R = Ur S Vrh (small SVD).
     The caller forms Qp @ Ur after truncating Ur."""
