@@ -52,7 +52,9 @@ def svd_small(R: torch.Tensor) -> SVDResult:
     """Thin SVD of small square matrices (..., l, l); S descending (block Krylov's
     (q + 1) l can exceed svd_small's range: those go to torch.linalg.svd)."""
     if _svd_small is not None and R.shape[-1] <= _SMALL_MAX:
-        U, S, Vh = _svd_small(R)
+        # R = Qp^T P is finite whenever A is (checked by the drivers): no finiteness check,
+        # which would also read back to the host and break torch.compile(fullgraph=True)
+        U, S, Vh = _svd_small(R, check_finite=False)
         return SVDResult(U, S, Vh)
     U, S, Vh = torch.linalg.svd(R, full_matrices=False)
     return SVDResult(U, S, Vh)
