@@ -19,6 +19,8 @@ from .hadamard import fwht
 # --- randomized low-rank family ---
 from .orth import orthonormalize
 from .small_dense import cholesky_small, eigh_small, solve_cholesky_right, svd_small, tril_inverse_small
+from .polar import polar, principal_angles
+from .rsvd import range_finder, rsvd, rsvd_error
 
 # --- structured projection family ---
 

@@ -1,0 +1,149 @@
+"""rsvd: ours vs torch.svd_lowrank (same q and oversampling), torch.linalg.svd (truncated),
+scikit-learn's randomized_svd, and the time of rsvd's own GEMMs (the 2q + 2 products with
+A alone, no orthonormalization or small SVD) as a floor.
+
+Inputs have a prescribed spectrum sigma_i = i^-1 (a GaLore-like gradient), so the optimal
+rank-k error is known; every row's error is the excess ||A - U S Vh||_F / optimal - 1
+(max over a batch), for ours and for each peer (truncated to rank k)."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+import subspace_linalg as sl
+
+from ..spec import Case, Peer
+
+SUITE = "rsvd"
+P, Q = 10, 2  # oversampling and power iterations, the same for every randomized method
+TOL = 0.05    # the issue's target: <= 1.05 x the optimal error
+
+
+def _basis(rows, cols, g, batch):
+    return torch.linalg.qr(torch.randn(batch + (rows, cols), generator=g, dtype=torch.float64)).Q
+
+
+def _matrix(batch, m, n, seed):
+    g = torch.Generator().manual_seed(seed)
+    d = min(m, n)
+    s = torch.arange(1, d + 1, dtype=torch.float64) ** -1.0
+    U, V = _basis(m, d, g, batch), _basis(n, d, g, batch)
+    return U, s, V
+
+
+def _rotate(B, angle, g):
+    """Turn every column of the orthonormal B by about ``angle`` radians (random direction)."""
+    step = angle / math.sqrt(B.shape[-2]) * torch.randn(B.shape, generator=g, dtype=B.dtype)
+    return torch.linalg.qr(B + step).Q
+
+
+def _excess(inp, res) -> float:
+    U, S, Vh = (torch.as_tensor(t).to(torch.float64).cpu() for t in res)
+    A = inp["A64"]
+    err = (A - U * S.unsqueeze(-2) @ Vh).norm(dim=(-2, -1))
+    return float((err / inp["opt"]).max() - 1.0)
+
+
+def _gemm_chain(A, X, passes):
+    """rsvd's products with A alone: A @ X, A^T @ Y, ... (``passes`` of them)."""
+    Y, left = X, False
+    for _ in range(passes):
+        Y = A.mT @ Y if left else A @ Y
+        left = not left
+    return Y
+
+
+def _setup(batch, m, n, k, dtype, device, seed, warm_delta=None, l=None):
+    def setup():
+        U, s, V = _matrix(batch, m, n, seed)
+        inp = {}
+        if warm_delta is not None:  # the previous step's matrix and its basis (GaLore refresh)
+            A0 = ((U * s) @ V.mT).to(dtype=dtype, device=device)
+            inp["U0"] = sl.rsvd(A0, k, generator=torch.Generator(device=device).manual_seed(1)).U
+            g = torch.Generator().manual_seed(seed + 1)
+            U, V = _rotate(U, warm_delta, g), _rotate(V, warm_delta, g)
+        A64 = (U * s) @ V.mT
+        inp.update(A64=A64, A=A64.to(dtype=dtype, device=device), opt=float(s[k:].square().sum().sqrt()),
+                   gen=torch.Generator(device=device).manual_seed(0),
+                   X=torch.randn(batch + (n, l or min(k + P, m, n)), dtype=dtype if dtype in (torch.float32, torch.float64)
+                                 else torch.float32, device=device))
+        return inp
+    return setup
+
+
+def _params(batch, m, n, k, dtype, **kw):
+    return {"batch": list(batch), "m": m, "n": n, "rank": k, "oversample": P, "power_iters": Q,
+            "dtype": str(dtype).replace("torch.", ""), **kw}
+
+
+def _name(batch, m, n, k, dtype, what="rsvd"):
+    b = f"{batch[0]}x" if batch else ""
+    return f"{what} {b}{m}x{n} r{k} {str(dtype).replace('torch.', '')}"
+
+
+def _lowrank_peer(k):
+    def fn(inp):
+        U, S, V = torch.svd_lowrank(inp["A"], q=k + P, niter=Q)
+        return U[..., :k], S[..., :k], V[..., :k].mT
+    return Peer(f"torch.svd_lowrank(q=k+{P}, niter={Q})", fn)
+
+
+def _full_svd_peer(k):
+    def fn(inp):
+        U, S, Vh = torch.linalg.svd(inp["A"], full_matrices=False)
+        return U[..., :k], S[..., :k], Vh[..., :k, :]
+    return Peer("torch.linalg.svd (truncated)", fn)
+
+
+def _sklearn_peer(k):
+    def fn(inp):
+        from sklearn.utils.extmath import randomized_svd
+
+        return randomized_svd(inp["A"].cpu().numpy(), k, n_oversamples=P, n_iter=Q, random_state=0)
+    return Peer(f"sklearn randomized_svd(n_oversamples={P}, n_iter={Q})", fn, requires=("sklearn",))
+
+
+def _gemm_peer(passes):
+    return Peer(f"its own GEMMs alone ({passes} passes, floor)",
+                lambda inp: _gemm_chain(inp["A"].to(inp["X"].dtype), inp["X"], passes), check=False)
+
+
+def _flops(batch, m, n, l, passes):
+    return 2 * m * n * l * passes * math.prod(batch)
+
+
+def _cold(batch, m, n, k, dtype, device, peers, seed):
+    l = min(k + P, m, n)
+    return Case(SUITE, _name(batch, m, n, k, dtype), _setup(batch, m, n, k, dtype, device, seed),
+                lambda inp: sl.rsvd(inp["A"], k, oversample=P, power_iters=Q, generator=inp["gen"], check_finite=False),
+                _excess, TOL, peers + [_gemm_peer(2 * Q + 2)],
+                flops=_flops(batch, m, n, l, 2 * Q + 2), params=_params(batch, m, n, k, dtype),
+                note="error = ||A - U S Vh||_F / optimal - 1; check_finite=False (as the peers)")
+
+
+def _warm(m, n, k, dtype, device, seed, delta=0.05):
+    def ours(inp):
+        return sl.rsvd(inp["A"], k, init=inp["U0"], oversample=0, power_iters=1, check_finite=False)
+
+    return Case(SUITE, _name((), m, n, k, dtype, "rsvd warm refresh"), _setup((), m, n, k, dtype, device, seed, delta, l=k),
+                ours, _excess, TOL, [_full_svd_peer(k), _gemm_peer(2)],
+                flops=_flops((), m, n, k, 2), params=_params((), m, n, k, dtype, warm_delta=delta, warm_power_iters=1),
+                note=f"init = the rank-k U of the previous matrix (its singular vectors turned by ~{delta} rad), "
+                     "oversample=0, one power iteration (2 passes)")
+
+
+def cases(device: str, dtype: torch.dtype, quick: bool) -> list[Case]:
+    if quick:
+        return [
+            _cold((), 512, 512, 16, dtype, device, [_lowrank_peer(16), _sklearn_peer(16)], 1),
+            _cold((8,), 128, 128, 8, dtype, device, [_lowrank_peer(8)], 2),
+            _cold((), 384, 1024, 48, dtype, device, [_full_svd_peer(48)], 3),
+            _warm(384, 1024, 48, dtype, device, 4),
+        ]
+    return [
+        _cold((), 2048, 2048, 64, dtype, device, [_lowrank_peer(64), _sklearn_peer(64)], 1),
+        _cold((16,), 512, 512, 32, dtype, device, [_lowrank_peer(32)], 2),
+        _cold((), 2048, 5461, 256, dtype, device, [_full_svd_peer(256), _lowrank_peer(256)], 3),
+        _warm(2048, 5461, 256, dtype, device, 4),
+    ]

@@ -1,0 +1,258 @@
+"""Stages of the randomized low-rank drivers, composed RandLAPACK style:
+sketch -> range finder (normalized after every pass) -> QB -> small SVD.
+
+Every stage takes the orthonormalizer and the small SVD as injectable callables (the
+defaults come from ``_lowrank_stages``). All products with A are torch GEMMs on the
+current stream; nothing here reads a value back to the host except the adaptive QB loop,
+once per block (its stopping test), never inside the power iterations.
+
+Conventions: A is (..., m, n) in its compute dtype; a *left* basis is (..., m, l), a
+*right* basis (..., n, l); one *pass* is one product of A or A^T with a block.
+"""
+from __future__ import annotations
+
+import torch
+
+from ._lowrank_stages import orthonormalize, orthonormalize_flagged, svd_small
+from ._results import SVDResult
+
+
+def gaussian(shape, dtype, device, generator) -> torch.Tensor:
+    """Standard normal block. With a generator it is drawn on the generator's device (same
+    seed -> same numbers wherever A lives) and moved to ``device``."""
+    if generator is None:
+        return torch.randn(shape, dtype=dtype, device=device)
+    g = torch.randn(shape, dtype=dtype, device=generator.device, generator=generator)
+    return g if g.device == torch.device(device) else g.to(device)
+
+
+def start_block(A, l, init, generator) -> torch.Tensor:
+    """The block (..., m, l) the iteration starts from, before orthonormalization: A @ Omega
+    with a Gaussian Omega (one pass), or [init, G] padding init with Gaussian columns G up
+    to l (no pass)."""
+    m, n = A.shape[-2:]
+    batch = A.shape[:-2]
+    if init is None:
+        return A @ gaussian(batch + (n, l), A.dtype, A.device, generator)
+    extra = l - init.shape[-1]
+    if extra <= 0:
+        return init
+    G = gaussian(batch + (m, extra), A.dtype, A.device, generator) / m ** 0.5  # ~unit columns, like init's
+    return torch.cat([init, G], dim=-1)
+
+
+class FlaggedOrth:
+    """The orthonormalization stage of the passes: sync-free (``orthonormalize_flagged``),
+    AND-ing the per-element success flags into ``ok`` for one check after the passes."""
+
+    def __init__(self):
+        self.ok = None
+
+    def __call__(self, Y):
+        Q, ok = orthonormalize_flagged(Y)
+        if ok is not None:
+            self.ok = ok if self.ok is None else self.ok & ok
+        return Q
+
+
+def robust(run, A, *starts):
+    """``run(A, *starts, orth=...)`` (a tuple of tensors with A's batch dims in front) with
+    the sync-free flagged orthonormalization; then one host read of the flags, and the
+    batch elements whose flags failed (an ill-conditioned block: a Cholesky breakdown or a
+    condition estimate beyond what the dtype allows) are recomputed from the same start with
+    the robust :func:`orthonormalize`."""
+    fo = FlaggedOrth()
+    out = run(A, *starts, orth=fo)
+    if fo.ok is None or bool(fo.ok.all()):
+        return out
+    if A.dim() == 2:
+        return run(A, *starts, orth=orthonormalize)
+    bad = torch.nonzero(~fo.ok, as_tuple=True)
+    redo = run(A[bad], *(s[bad] for s in starts), orth=orthonormalize)
+    out = tuple(o.clone() for o in out)
+    for o, r in zip(out, redo):
+        o[bad] = r
+    return out
+
+
+def alternate(A, Q, passes, orth=orthonormalize):
+    """``passes`` (>= 1) products alternately A^T @ X and A @ X starting from the left
+    basis Q, orthonormalizing every product but the last (normalization after every pass:
+    no loss of the trailing directions to rounding, HMT 2011 Alg. 4.4).
+
+    Returns ``(P, X, left)``: the last product and the basis it was made from; when
+    ``left`` P = A^T X (X a left basis, A ~= X P^T), otherwise P = A X (A ~= P X^T)."""
+    X, left = Q, True
+    for i in range(passes):
+        P = A.mT @ X if left else A @ X
+        if i == passes - 1:
+            return P, X, left
+        X, left = orth(P), not left
+    raise ValueError("alternate: passes must be >= 1")
+
+
+def iterate_left(A, X0, iters, orth=orthonormalize):
+    """Q = orth(X0), then ``iters`` subspace iterations Q <- orth(A orth(A^T Q)) (two passes
+    each). Returns ``(Q,)``."""
+    Q = orth(X0)
+    for _ in range(iters):
+        Q = orth(A @ orth(A.mT @ Q))
+    return (Q,)
+
+
+def lowrank_svd(A, X0, k, passes, krylov_iters=None, orth=orthonormalize, svd=svd_small,
+                orth_start=True) -> SVDResult:
+    """The fixed-rank pipeline from a start block X0 (..., m, l): Q = orth(X0), then either
+    ``passes`` alternating passes (subspace iteration) or ``krylov_iters`` block Krylov
+    steps, then the rank-k factorization (no sign convention applied).
+
+    ``orth_start=False`` skips orth(X0): valid for subspace iteration with passes >= 2 from
+    a well-conditioned X0 (a warm start), since the first product is orthonormalized and
+    only its span matters."""
+    Q = orth(X0) if orth_start or krylov_iters is not None or passes < 2 else X0
+    if krylov_iters is not None:
+        Qk, Z = block_krylov(A, Q, krylov_iters, orth)
+        return factor(Z, Qk, True, k, svd, orth)
+    P, X, left = alternate(A, Q, passes, orth)
+    return factor(P, X, left, k, svd, orth)
+
+
+def svd_tall(P, svd=svd_small, orth=orthonormalize):
+    """Thin SVD of a tall block P (..., p, l), p >= l, as ``(Qp, Ur, S, Vrh)`` with
+    P = Qp Ur diag(S) Vrh: Qp = orth(P), R = Qp^T P (l x l), R = Ur S Vrh (small SVD).
+    The caller forms Qp @ Ur after truncating Ur."""
+    Qp = orth(P)
+    R = Qp.mT @ P
+    Ur, S, Vrh = svd(R)
+    return Qp, Ur, S, Vrh
+
+
+def factor(P, X, left, k, svd=svd_small, orth=orthonormalize) -> SVDResult:
+    """Rank-k SVD of A ~= X P^T (left) or A ~= P X^T from the last product of a pass
+    sequence; the small SVD is of an l x l matrix."""
+    Qp, Ur, S, Vrh = svd_tall(P, svd, orth)
+    Ur, S, Vrh = Ur[..., :, :k], S[..., :k], Vrh[..., :k, :]
+    if left:  # A ~= X (Qp Ur S Vrh)^T = (X Vrh^T) S (Qp Ur)^T
+        U = X @ Vrh.mT
+        Vh = Ur.mT @ Qp.mT
+    else:  # A ~= Qp Ur S (X Vrh^T)^T
+        U = Qp @ Ur
+        Vh = Vrh @ X.mT
+    return SVDResult(U, S, Vh)
+
+
+def fix_signs(res: SVDResult) -> SVDResult:
+    """Deterministic sign convention: the entry of largest magnitude of every column of U
+    is positive (ties: the first); the rows of Vh flip with it, U S Vh is unchanged."""
+    U, S, Vh = res
+    idx = U.abs().argmax(dim=-2, keepdim=True)
+    s = torch.gather(U, -2, idx).sign()
+    s = torch.where(s == 0, torch.ones_like(s), s)
+    return SVDResult(U * s, S, Vh * s.mT)
+
+
+def _project_out(P, Y):
+    return Y - P @ (P.mT @ Y)
+
+
+def block_krylov(A, Q0, iters, orth=orthonormalize):
+    """Block Krylov basis [Q0, Q1, ..., Qq] of span{X, (AA^T)X, ..., (AA^T)^q X} with X = Q0,
+    normalized after every pass, each new block orthogonalized against all earlier ones
+    (project, orthonormalize, project, orthonormalize: twice is enough). Every pass is
+    reused: the rows of B = Q^T A are the blocks Z_j^T = (A^T Q_j)^T computed on the way, so
+    2q + 1 passes give a basis of (q + 1) l columns (capped at min(m, n)).
+
+    Returns ``(Q, Z)`` with Q (..., m, L) orthonormal and Z = A^T Q (..., n, L)."""
+    d = min(A.shape[-2], A.shape[-1])
+    blocks, Zs = [Q0], []
+    Q, width = Q0, Q0.shape[-1]
+    for _ in range(iters):
+        room = d - width
+        if room <= 0:
+            break
+        Z = A.mT @ Q
+        Zs.append(Z)
+        Y = A @ orth(Z)
+        if Y.shape[-1] > room:
+            Y = Y[..., :room]
+        P = torch.cat(blocks, dim=-1)
+        Qn = orth(_project_out(P, Y))
+        Qn = orth(_project_out(P, Qn))
+        blocks.append(Qn)
+        Q, width = Qn, width + Qn.shape[-1]
+    Zs.append(A.mT @ Q)
+    return torch.cat(blocks, dim=-1), torch.cat(Zs, dim=-1)
+
+
+def _qb_block(A, Q, B, Omega, power_iters, orth):
+    """The next orthonormal block of the adaptive QB, orthogonal to Q: range of the residual
+    (A - QB) Omega refined by power iterations on the residual."""
+    Y = A @ Omega
+    Y = Y - Q @ (Q.mT @ Y)
+    for _ in range(power_iters):
+        Y = orth(Y)
+        Z = orth(A.mT @ Y - B.mT @ (Q.mT @ Y))
+        Y = A @ Z - Q @ (B @ Z)
+    Qi = orth(Y)
+    if Q.shape[-1]:
+        Qi = orth(_project_out(Q, Qi))
+    return Qi
+
+
+def adaptive_qb(A, tol, max_rank, block, power_iters, generator, *, cancel_tol2):
+    """Blocked adaptive QB (Yu, Gu & Li 2018, Alg. 2 with power iterations on the residual):
+    grow Q (..., m, K) and B = Q^T A (..., K, n) by blocks of ``block`` columns until
+    ||A - QB||_F <= tol ||A||_F for every batch element, or K = max_rank.
+
+    The residual is tracked exactly as ||A||_F^2 - ||B||_F^2 (Q orthonormal); when tol^2 is
+    below ``cancel_tol2`` (where that difference loses its digits to cancellation) the
+    stopping test is confirmed with an explicit ||A - QB||_F (one extra pass).
+
+    Each block runs with the sync-free flagged orthonormalization; the stopping test and the
+    flags are read back together, once per block (a failed block is recomputed with the
+    robust orthonormalization).
+
+    Returns ``(Q, B, E2, target2)``: E2 (...,) the squared residual, target2 = tol^2 ||A||_F^2."""
+    m, n = A.shape[-2:]
+    batch = A.shape[:-2]
+    norm2 = A.square().sum(dim=(-2, -1))
+    target = (tol * tol) * norm2
+    Q = A.new_zeros(batch + (m, 0))
+    B = A.new_zeros(batch + (0, n))
+    E = norm2.clone()
+    explicit = tol * tol < cancel_tol2
+    while Q.shape[-1] < max_rank:
+        b = min(block, max_rank - Q.shape[-1])
+        Omega = gaussian(batch + (n, b), A.dtype, A.device, generator)
+        fo = FlaggedOrth()
+        Qi = _qb_block(A, Q, B, Omega, power_iters, fo)
+        Bi = Qi.mT @ A
+        En = (E - Bi.square().sum(dim=(-2, -1))).clamp_min(0)
+        ok = torch.ones((), dtype=torch.bool, device=A.device) if fo.ok is None else fo.ok.all()
+        conv, ok = torch.stack([(En <= target).all(), ok]).tolist()  # the one host read per block
+        if not ok:
+            Qi = _qb_block(A, Q, B, Omega, power_iters, orthonormalize)
+            Bi = Qi.mT @ A
+            En = (E - Bi.square().sum(dim=(-2, -1))).clamp_min(0)
+            conv = bool((En <= target).all())
+        Q = torch.cat([Q, Qi], dim=-1)
+        B = torch.cat([B, Bi], dim=-2)
+        E = En
+        if conv:
+            if not explicit:
+                break
+            E = (A - Q @ B).square().sum(dim=(-2, -1))
+            if bool((E <= target).all()):
+                break
+    return Q, B, E, target
+
+
+def choose_rank(S, E2, target2) -> int:
+    """Smallest k with E2 + sum_{i>k} S_i^2 <= target2 for every batch element (>= 1)."""
+    tail = S.square().flip(-1).cumsum(-1).flip(-1)  # tail[..., i] = sum_{j>=i} S_j^2
+    tail = torch.cat([tail, torch.zeros_like(tail[..., :1])], dim=-1)  # tail[..., k] for k = 0..K
+    ok = (E2.unsqueeze(-1) + tail) <= target2.unsqueeze(-1)
+    # first k that is ok (ok is monotone in k; k = K may still fail when max_rank was hit)
+    K = S.shape[-1]
+    ks = torch.where(ok.any(-1), ok.float().argmax(-1), torch.full_like(E2, K, dtype=torch.long))
+    return max(1, int(ks.max())) if ks.numel() else 1
