@@ -19,6 +19,7 @@ from .hadamard import fwht
 # --- randomized low-rank family ---
 
 # --- structured projection family ---
+from .selection import RowSelection, gather_rows, scatter_rows, select_rows
 
 # --- Krylov family ---
 
