@@ -20,6 +20,7 @@ from .hadamard import fwht
 
 # --- structured projection family ---
 from .selection import RowSelection, gather_rows, scatter_rows, select_rows
+from .sketching import SketchOperator, sketch
 
 # --- Krylov family ---
 
