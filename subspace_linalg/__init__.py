@@ -21,6 +21,7 @@ from .hadamard import fwht
 # --- structured projection family ---
 from .selection import RowSelection, gather_rows, scatter_rows, select_rows
 from .sketching import SketchOperator, sketch
+from .cosine import dct, dct_matrix, select_columns_by_alignment
 
 # --- Krylov family ---
 
