@@ -22,6 +22,7 @@ from .hadamard import fwht
 from .selection import RowSelection, gather_rows, scatter_rows, select_rows
 from .sketching import SketchOperator, sketch
 from .cosine import dct, dct_matrix, select_columns_by_alignment
+from .fastfood_map import FastfoodMap, fastfood, fastfood_adjoint
 
 # --- Krylov family ---
 
