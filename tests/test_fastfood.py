@@ -60,8 +60,8 @@ def test_approximate_isometry():
     # the expectation over maps is exactly 1 (JL scaling)
     x1 = _rand((1, 40), seed=4)
     g = torch.Generator().manual_seed(5)
-    r = torch.tensor([float(sl.fastfood(x1, 24, generator=g).pow(2).sum()) for _ in range(400)]) / float(x1.pow(2).sum())
-    assert abs(float(r.mean()) - 1) < 4 * float(r.std()) / 20 + 1e-3
+    r = torch.tensor([float(sl.fastfood(x1, 24, generator=g).pow(2).sum()) for _ in range(200)]) / float(x1.pow(2).sum())
+    assert abs(float(r.mean()) - 1) < 4 * float(r.std()) / 200 ** 0.5 + 1e-3
 
 
 def test_rows_look_gaussian():

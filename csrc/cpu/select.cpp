@@ -11,6 +11,8 @@ namespace sl {
 namespace {
 
 constexpr std::int64_t kColBlock = 512;
+// below this many elements an OpenMP team costs more than it saves
+constexpr std::int64_t kParallelMin = 1 << 15;
 
 bool bad_index(const RowIndex& ix, std::int64_t B, std::int64_t rows, std::int64_t* which) {
   const std::int64_t nb = ix.idx_sb == 0 ? 1 : B;
@@ -41,7 +43,7 @@ Status gather(const Mat3View& src, const RowIndex& ix, const Mat3View& out) {
   T* O = static_cast<T*>(out.data);
   const T* sc = static_cast<const T*>(ix.scale);
   const std::int64_t B = src.B, K = ix.K, C = src.C;
-#pragma omp parallel for schedule(static) collapse(2)
+#pragma omp parallel for schedule(static) collapse(2) if (B * K * C > kParallelMin)
   for (std::int64_t b = 0; b < B; ++b) {
     for (std::int64_t j = 0; j < K; ++j) {
       const std::int64_t r = ix.idx[b * ix.idx_sb + j];
@@ -71,7 +73,7 @@ Status scatter(const Mat3View& x, const RowIndex& ix, const std::int64_t* order,
   const std::int64_t nblk = (C + kColBlock - 1) / kColBlock;
   const std::int64_t cblk = order == nullptr ? C : kColBlock;  // runs stay in one block of columns
   const std::int64_t ncb = order == nullptr ? 1 : nblk;
-#pragma omp parallel for schedule(static) collapse(3)
+#pragma omp parallel for schedule(static) collapse(3) if (B * K * C > kParallelMin)
   for (std::int64_t b = 0; b < B; ++b) {
     for (std::int64_t jj = 0; jj < K; ++jj) {
       for (std::int64_t cb = 0; cb < ncb; ++cb) {

@@ -14,12 +14,15 @@
 namespace sl {
 namespace {
 
+// below this much work an OpenMP team costs more than it saves
+constexpr std::int64_t kParallelMin = 1 << 15;
+
 template <typename T>
 Status fill(int kind, std::uint64_t seed, std::uint32_t tag, double scale, const Mat3View& o) {
   T* out = static_cast<T*>(o.data);
   const std::int64_t R = o.R, C = o.C;
   using A = typename acc_type<T>::type;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (R * C > kParallelMin)
   for (std::int64_t i = 0; i < R; ++i) {
     for (std::int64_t j = 0; j < C; ++j) {
       store_acc(out + i * o.sr + j * o.sc, static_cast<A>(scale * rand_entry(kind, seed, tag, i, j)));
@@ -40,7 +43,7 @@ Status apply(const Mat3View& x, const CsrView& a, const Mat3View& y) {
   if (x.sr == 1 && R > 1) {
     // column mode: X[b, :, col] contiguous; vectorise over r in blocks
     const std::int64_t nrb = (R + kRowBlock - 1) / kRowBlock;
-#pragma omp parallel for schedule(static) collapse(2)
+#pragma omp parallel for schedule(static) collapse(2) if (B * R * a.nnz > kParallelMin)
     for (std::int64_t b = 0; b < B; ++b) {
       for (std::int64_t j = 0; j < J; ++j) {
         A acc[kRowBlock];
@@ -60,7 +63,7 @@ Status apply(const Mat3View& x, const CsrView& a, const Mat3View& y) {
     return Status::ok();
   }
   // row mode: one (b, r) row of X per iteration, gathered through cols
-#pragma omp parallel for schedule(static) collapse(2)
+#pragma omp parallel for schedule(static) collapse(2) if (B * R * a.nnz > kParallelMin)
   for (std::int64_t b = 0; b < B; ++b) {
     for (std::int64_t r = 0; r < R; ++r) {
       const T* xs = X + b * x.sb + r * x.sr;
@@ -90,7 +93,7 @@ Status sparse_sign_table_cpu(std::uint64_t seed, std::uint32_t tag, std::int64_t
   SL_RETURN_IF_ERROR(check_sparse_sign(n, s, zeta));
   if (n == 0) return Status::ok();
   SL_REQUIRE(codes != nullptr, "sparse_sign_table: null data pointer");
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * zeta > kParallelMin / 16)
   for (std::int64_t i = 0; i < n; ++i) sparse_sign_column(seed, tag, i, s, zeta, codes + i * zeta);
   return Status::ok();
 }
