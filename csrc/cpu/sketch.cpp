@@ -32,6 +32,7 @@ Status fill(int kind, std::uint64_t seed, std::uint32_t tag, double scale, const
 }
 
 constexpr std::int64_t kRowBlock = 64;
+constexpr int kRowTile = 8;
 
 template <typename T>
 Status apply(const Mat3View& x, const CsrView& a, const Mat3View& y) {
@@ -62,16 +63,34 @@ Status apply(const Mat3View& x, const CsrView& a, const Mat3View& y) {
     }
     return Status::ok();
   }
-  // row mode: one (b, r) row of X per iteration, gathered through cols
+  // row mode: tiles of kRowTile rows of X share each (col, val) read; the rows of a tile
+  // stay cache resident while the columns of Y are produced
+  const std::int64_t ntile = (R + kRowTile - 1) / kRowTile;
 #pragma omp parallel for schedule(static) collapse(2) if (B * R * a.nnz > kParallelMin)
   for (std::int64_t b = 0; b < B; ++b) {
-    for (std::int64_t r = 0; r < R; ++r) {
-      const T* xs = X + b * x.sb + r * x.sr;
-      T* ys = Y + b * y.sb + r * y.sr;
-      for (std::int64_t j = 0; j < J; ++j) {
-        A acc = A(0);
-        for (std::int64_t p = a.ptr[j]; p < a.ptr[j + 1]; ++p) acc += vals[p] * load_acc(xs + a.cols[p] * x.sc);
-        store_acc(ys + j * y.sc, acc);
+    for (std::int64_t rt = 0; rt < ntile; ++rt) {
+      const std::int64_t r0 = rt * kRowTile, nr = (R - r0 < kRowTile) ? R - r0 : kRowTile;
+      const T* xs = X + b * x.sb + r0 * x.sr;
+      T* ys = Y + b * y.sb + r0 * y.sr;
+      if (nr == kRowTile) {
+        for (std::int64_t j = 0; j < J; ++j) {
+          A acc[kRowTile] = {};
+          for (std::int64_t p = a.ptr[j]; p < a.ptr[j + 1]; ++p) {
+            const A v = vals[p];
+            const T* xc = xs + a.cols[p] * x.sc;
+            for (int q = 0; q < kRowTile; ++q) acc[q] += v * load_acc(xc + q * x.sr);
+          }
+          for (int q = 0; q < kRowTile; ++q) store_acc(ys + q * y.sr + j * y.sc, acc[q]);
+        }
+      } else {
+        for (std::int64_t q = 0; q < nr; ++q) {
+          for (std::int64_t j = 0; j < J; ++j) {
+            A acc = A(0);
+            for (std::int64_t p = a.ptr[j]; p < a.ptr[j + 1]; ++p)
+              acc += vals[p] * load_acc(xs + q * x.sr + a.cols[p] * x.sc);
+            store_acc(ys + q * y.sr + j * y.sc, acc);
+          }
+        }
       }
     }
   }
