@@ -15,7 +15,9 @@ import torch
 from . import _validate
 from ._dtypes import ALL_FLOATING, FLOATING, compute_dtype
 
-_MATMUL_MAX = 128  # below this length the dense product beats the FFT
+_MATMUL_MAX = 1024  # up to this length the dense product with a cached basis beats the FFT
+_CACHE: dict = {}
+_CACHE_MAX = 8
 
 
 def dct_matrix(n: int, *, dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
@@ -34,10 +36,24 @@ def dct_matrix(n: int, *, dtype: torch.dtype = torch.float32, device=None) -> to
     return (M * c).to(dtype=dtype, device=device)
 
 
+def _cached_basis(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """dct_matrix(n) kept for reuse (a few entries, oldest dropped first); never handed
+    to callers, who could mutate it."""
+    key = (n, dtype, str(device))
+    M = _CACHE.get(key)
+    if M is None:
+        if len(_CACHE) >= _CACHE_MAX:
+            _CACHE.pop(next(iter(_CACHE)))
+        M = _CACHE[key] = dct_matrix(n, dtype=dtype, device=device)
+    return M
+
+
 def _dct_last(x: torch.Tensor) -> torch.Tensor:
     """Orthonormal DCT-II of the last dim in the compute dtype (Makhoul's FFT algorithm:
     even samples, then odd ones reversed, one complex FFT, a twiddle)."""
     n = x.shape[-1]
+    if n <= _MATMUL_MAX and not torch.compiler.is_compiling():
+        return x @ _cached_basis(n, x.dtype, x.device)
     if n <= _MATMUL_MAX:
         return x @ dct_matrix(n, dtype=x.dtype, device=x.device)
     v = torch.cat([x[..., ::2], x[..., 1::2].flip(-1)], dim=-1)
@@ -53,7 +69,7 @@ def _dct_last(x: torch.Tensor) -> torch.Tensor:
 def dct(x: torch.Tensor, *, dim: int = -1) -> torch.Tensor:
     """Orthonormal DCT-II of ``x`` along ``dim``: equal to ``x @ dct_matrix(n)`` along that
     dim (SciPy's ``dct(x, axis=dim, norm="ortho")``). O(n log n) through one FFT
-    (Makhoul) for n > 128, the dense product below. float16/bfloat16 compute in float32
+    (Makhoul) for n > 1024, the product with a cached basis below. float16/bfloat16 compute in float32
     and return their dtype. Differentiable. Returns a tensor of x's shape and dtype."""
     fn = "dct"
     _validate.check_tensor(fn, "x", x, dtypes=ALL_FLOATING, min_ndim=1)
