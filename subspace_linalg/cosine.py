@@ -17,6 +17,7 @@ from ._dtypes import ALL_FLOATING, FLOATING, compute_dtype
 
 _MATMUL_MAX = 1024  # up to this length the dense product with a cached basis beats the FFT
 _CACHE: dict = {}
+_ROWS_PER_PASS = 1 << 22  # elements of G @ Q held at once by select_columns_by_alignment
 _CACHE_MAX = 8
 
 
@@ -87,7 +88,8 @@ def select_columns_by_alignment(G: torch.Tensor, Q: torch.Tensor | None, r: int,
     """The SVD-free projector step: indices (..., r), ascending, of the r columns q_j of
     the orthonormal basis ``Q`` (n, p) with the largest alignment ||G q_j|| with
     ``G`` (..., m, n) (``norm="l1"``: the l1 norm of G q_j, DCT-AdamW's default; "l2":
-    the Euclidean norm). ``Q=None`` means the DCT-II basis ``dct_matrix(n)``, applied
+    the Euclidean norm), in one pass over G by row blocks (at most ~4M entries of G Q
+    held at once). ``Q=None`` means the DCT-II basis ``dct_matrix(n)``, applied
     through the FFT (O(m n log n), no n x n matrix). The projector is then
     ``P = Q[:, idx]`` (low-rank gradient G @ P). With ``return_scores=True`` returns
     (indices, scores (..., p) in G's compute dtype). Ties: torch.topk's order."""
@@ -105,7 +107,21 @@ def select_columns_by_alignment(G: torch.Tensor, Q: torch.Tensor | None, r: int,
             raise ValueError(f"{fn}: Q must have G.shape[-1] = {n} rows, got shape {tuple(Q.shape)}")
         p = Q.shape[1]
     r = _validate.check_int(fn, "r", r, minimum=0, maximum=p)
-    S = dct(G.to(cdt)) if Q is None else G.to(cdt) @ Q.to(cdt)
-    scores = torch.linalg.vector_norm(S, ord=1 if norm == "l1" else 2, dim=-2)
+    # one pass over G in row blocks: the m x p product is never held whole
+    ordn = 1 if norm == "l1" else 2
+    Qc = None if Q is None else Q.to(cdt)
+    m = G.shape[-2]
+    blk = max(1, min(m, _ROWS_PER_PASS // max(p, 1)))
+    parts = []
+    for r0 in range(0, m, blk):
+        Gb = G[..., r0:r0 + blk, :].to(cdt)
+        S = dct(Gb) if Qc is None else Gb @ Qc
+        parts.append(torch.linalg.vector_norm(S, ord=ordn, dim=-2))
+    if len(parts) == 1:
+        scores = parts[0]
+    elif ordn == 1:
+        scores = torch.stack(parts).sum(0)
+    else:
+        scores = torch.linalg.vector_norm(torch.stack(parts), dim=0)
     idx = torch.sort(torch.topk(scores, r, dim=-1).indices, dim=-1).values
     return (idx, scores) if return_scores else idx

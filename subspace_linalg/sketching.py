@@ -157,15 +157,17 @@ class SketchOperator:
         from .hadamard import fwht
 
         signs, rows, N = self._srht(A.dtype, A.device)
-        if side == "right":
-            Z = A * signs
-            if N > self.n:
-                Z = torch.nn.functional.pad(Z, (0, N - self.n))
-            return fwht(Z, normalized=False).index_select(-1, rows)
-        Z = (A.transpose(-1, -2) * signs).transpose(-1, -2)
-        if N > self.n:
-            Z = torch.nn.functional.pad(Z, (0, 0, 0, N - self.n))
-        return fwht(Z, dim=-2, normalized=False).index_select(-2, rows)
+        # signs and zero padding in one pass (the padded rows are transformed contiguously)
+        At = A if side == "right" else A.transpose(-1, -2)
+        if N > self.n and not (torch.is_grad_enabled() and At.requires_grad):
+            Z = At.new_zeros(At.shape[:-1] + (N,))
+            torch.mul(At, signs, out=Z[..., :self.n])
+        elif N > self.n:
+            Z = torch.nn.functional.pad(At * signs, (0, N - self.n))
+        else:
+            Z = At * signs
+        Y = fwht(Z, normalized=False).index_select(-1, rows)
+        return Y if side == "right" else Y.transpose(-1, -2)
 
     apply = __call__
 
