@@ -110,6 +110,9 @@ def select_rows(G: torch.Tensor, k: int, *, method: str = "topk", dim: int = -2,
         tau = kv[..., k:k + 1]
         wi = torch.gather(w, -1, idx)
         pi = -torch.expm1(-wi * tau)
+        # tau = inf: fewer than k + 1 rows of positive weight, every one of them is taken
+        # (pi = 1); zero-weight rows filling up the count get scale 1 as well
+        pi = torch.where(torch.isinf(tau) | (wi == 0), torch.ones_like(pi), pi)
         s = torch.rsqrt(pi).to(cdt)
     return RowSelection(idx, s)
 

@@ -177,6 +177,17 @@ def test_no_duplicates_sorted_and_unbiased_scale(method):
     assert bool(((est - 1).abs() < 5 * se + 1e-12).all()), (est, se)
 
 
+def test_zero_weight_rows():
+    G = torch.zeros(8, 3)
+    G[[1, 4, 6]] = torch.tensor([1.0, 2.0, 3.0])[:, None]
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        idx = sl.select_rows(G, 3, method="norm2", generator=g)
+        assert idx.tolist() == [1, 4, 6]
+    idx, s = sl.select_rows(G, 5, method="norm", generator=g, return_scale=True)
+    assert {1, 4, 6} <= set(idx.tolist()) and bool(torch.isfinite(s).all()) and bool((s == 1).all())
+
+
 def test_select_rows_errors():
     G = torch.randn(5, 4)
     with pytest.raises(ValueError, match="k must be <= 5"):
