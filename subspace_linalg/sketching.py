@@ -153,21 +153,14 @@ class SketchOperator:
             X = A.reshape((-1,) + A.shape[-2:]).transpose(-1, -2)
             Y = _ops().sparse_apply.default(X, ptr, cols, vals, self.size, True)
             return Y.reshape(A.shape[:-2] + (self.size, A.shape[-1]))
-        # srht
-        from .hadamard import fwht
-
-        signs, rows, N = self._srht(A.dtype, A.device)
-        # signs and zero padding in one pass (the padded rows are transformed contiguously)
-        At = A if side == "right" else A.transpose(-1, -2)
-        if N > self.n and not (torch.is_grad_enabled() and At.requires_grad):
-            Z = At.new_zeros(At.shape[:-1] + (N,))
-            torch.mul(At, signs, out=Z[..., :self.n])
-        elif N > self.n:
-            Z = torch.nn.functional.pad(At * signs, (0, N - self.n))
-        else:
-            Z = At * signs
-        Y = fwht(Z, normalized=False).index_select(-1, rows)
-        return Y if side == "right" else Y.transpose(-1, -2)
+        # srht: signs, padding, transform and row sampling in one native pass per row tile
+        signs, rows, N = self._srht(compute_dtype(A.dtype), A.device)
+        X = A.reshape((-1,) + A.shape[-2:])
+        if side == "right":
+            Y = _ops().srht.default(X, signs, rows, N, False)
+            return Y.reshape(A.shape[:-1] + (self.size,))
+        Y = _ops().srht.default(X.transpose(-1, -2), signs, rows, N, True)
+        return Y.reshape(A.shape[:-2] + (self.size, A.shape[-1]))
 
     apply = __call__
 

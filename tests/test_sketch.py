@@ -62,6 +62,23 @@ def test_sketch_equals_explicit_omega_both_sides(kind, dtype):
     assert float((left.double() - ref_l).norm() / ref_l.norm()) <= tol
 
 
+@pytest.mark.parametrize("n", [1, 37, 64, 1000])
+def test_srht_against_formula(n):
+    la = pytest.importorskip("scipy.linalg")
+    s = min(24, n)
+    op = sl.SketchOperator(n, s, kind="srht", seed=77)
+    signs, rows, N = op._srht(torch.float64, torch.device("cpu"))
+    assert N == 1 << max(0, (n - 1).bit_length())
+    assert torch.allclose(signs.abs(), torch.full_like(signs, s ** -0.5)) and bool((rows[1:] > rows[:-1]).all())
+    H = torch.from_numpy(la.hadamard(N)).double()
+    Om = signs[:, None] * H[rows][:, :n].T  # Omega = D H_N[:n, rows] / sqrt(s)
+    A = _rand((5, n), seed=n)
+    tol = rtol("transform", torch.float64, N)
+    assert float((op(A) - A @ Om).norm() / (A @ Om).norm()) <= tol
+    B = _rand((n, 6), seed=n + 1)
+    assert float((op(B, side="left") - Om.T @ B).norm() / (Om.T @ B).norm()) <= tol
+
+
 def test_sparse_sign_structure():
     op = sl.SketchOperator(50, 12, kind="sparse_sign", seed=5)
     Om = op.matrix()
@@ -178,6 +195,10 @@ def test_opcheck_sketch_ops(device):
     X = _rand((2, 3, 6), torch.float32, device, 12).requires_grad_()
     for t in (False, True):
         torch.library.opcheck(torch.ops.subspace_linalg.sparse_apply.default, (X, ptr, cols, vals, 7, t))
+    sr = sl.SketchOperator(6, 5, kind="srht", seed=2)
+    signs, rows, N = sr._srht(torch.float32, torch.device(device))
+    for t in (False, True):
+        torch.library.opcheck(torch.ops.subspace_linalg.srht.default, (X, signs, rows, N, t))
 
 
 def test_compile_fullgraph_sparse_sketch():

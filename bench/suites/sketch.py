@@ -156,7 +156,9 @@ def cases(device: str, dtype: torch.dtype, quick: bool) -> list[Case]:
         _sketch_case("srht", 4096, 4096, 256, dtype, device),
         _sketch_case("sparse_sign", 2048, 16384, 512, dtype, device),
         _sketch_case("srht", 2048, 16384, 512, dtype, device),
-        _fastfood_case(64, 4096, 65536, dtype, device),
-        _dct_select_case(4096, 4096, 256, dtype, device),
+        _fastfood_case(64, 4096, 16384, dtype, device),
+        _fastfood_case(16, 16384, 65536, dtype, device) if str(device).startswith("cuda") else
+        _fastfood_case(64, 1024, 32768, dtype, device),
+        _dct_select_case(2048, 2048, 128, dtype, device),
         _dct_select_case(4096, 1024, 128, dtype, device),
     ]

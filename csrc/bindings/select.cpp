@@ -114,7 +114,23 @@ void sparse_apply(int dtype, std::uintptr_t x, const Mat3Spec& x_spec, std::uint
   raise_if_error(s, "sparse_apply of " + shape3(a) + " -> " + shape3(o));
 }
 
+void srht(int dtype, std::uintptr_t x, const Mat3Spec& x_spec, std::uintptr_t signs, std::uintptr_t rows,
+          std::int64_t size, std::int64_t N, std::uintptr_t y, const Mat3Spec& y_spec, const ExecSpec& exec_spec) {
+  const Mat3View a = mat3(x, x_spec), o = mat3(y, y_spec);
+  const auto* sg = reinterpret_cast<const void*>(signs);
+  const auto* rw = reinterpret_cast<const std::int64_t*>(rows);
+  const Exec exec = exec_from(exec_spec);
+  Status s;
+  {
+    py::gil_scoped_release nogil;
+    s = SL_ON_DEVICE(exec, "srht", srht_cpu(dtype, a, sg, rw, size, N, o), srht_cuda(dtype, a, sg, rw, size, N, o, exec));
+  }
+  raise_if_error(s, "srht of " + shape3(a) + " -> " + shape3(o) + " (N = " + std::to_string(N) + ")");
+}
+
 void bind_select(py::module_& m) {
+  m.def("srht", &srht, "SRHT rows Y = R H D X (dtype, x, x3, signs, rows, s, N, y, y3, exec)");
+  m.def("srht_cuda_max_len", &srht_cuda_max_len);
   m.def("gather_rows", &gather_rows,
         "out[b,j,:] = src[b,idx[b,j],:] * scale[b,j] (dtype, src, src3, idx, K, idx_sb, scale, scale_sb, out, out3, exec)");
   m.def("scatter_rows", &scatter_rows,

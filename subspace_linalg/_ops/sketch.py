@@ -137,3 +137,62 @@ def _backward(ctx, grad):
 
 
 sparse_apply.register_autograd(_backward, setup_context=_setup)
+
+
+def _check_srht(X, signs, rows, N):
+    torch._check(X.dim() == 3 and X.dtype in ALL_FLOATING, lambda: f"srht: X must be 3-D floating, got {X.shape}")
+    torch._check(N >= X.shape[-1] and N >= 1 and (N & (N - 1)) == 0, lambda: f"srht: N = {N} must be a power of two >= n")
+    torch._check(signs.dim() == 1 and signs.shape[0] == X.shape[-1] and signs.dtype == compute_dtype(X.dtype),
+                 lambda: "srht: signs must be (n,) in the compute dtype")
+    torch._check(rows.dim() == 1 and rows.dtype == torch.int64 and rows.shape[0] <= N,
+                 lambda: "srht: rows must be (s,) int64 with s <= N")
+
+
+@torch.library.custom_op("subspace_linalg::srht", mutates_args=())
+def srht(X: torch.Tensor, signs: torch.Tensor, rows: torch.Tensor, N: int, transpose_out: bool) -> torch.Tensor:
+    """SRHT rows: Y[b, r, t] = (H_N pad_N(signs * X[b, r]))[rows[t]], H_N unnormalized;
+    (B, R, s) contiguous, or (B, s, R) = Y^T contiguous when ``transpose_out``."""
+    _check_srht(X, signs, rows, N)
+    return _ref.srht(X, signs, rows, N, transpose_out)
+
+
+@srht.register_fake
+def _(X, signs, rows, N, transpose_out):
+    _check_srht(X, signs, rows, N)
+    return _out_empty(X, rows.shape[0], transpose_out)
+
+
+@srht.register_kernel(("cpu", "cuda"))
+def _(X, signs, rows, N, transpose_out):
+    _check_srht(X, signs, rows, N)
+    if X.is_cuda and N > _native.lib().srht_cuda_max_len(_native.dtype_code(X.dtype)):
+        return _ref.srht(X, signs, rows, N, transpose_out)  # sl.fwht's multi-pass kernel, then a gather
+    out = _out_empty(X, rows.shape[0], transpose_out)
+    if out.numel() == 0:
+        return out
+    Y = out.transpose(-1, -2) if transpose_out else out
+    signs, rows = signs.contiguous(), rows.contiguous()
+    _native.lib().srht(_native.dtype_code(X.dtype), X.data_ptr(), _spec3(X), signs.data_ptr(), rows.data_ptr(),
+                       rows.shape[0], N, Y.data_ptr(), _spec3(Y), _native.exec_args(X))
+    return out
+
+
+def _srht_setup(ctx, inputs, output):
+    X, signs, rows, N, transpose_out = inputs
+    ctx.n, ctx.N, ctx.transpose_out, ctx.dtype = X.shape[-1], N, transpose_out, X.dtype
+    ctx.save_for_backward(signs, rows)
+
+
+def _srht_backward(ctx, grad):
+    # adjoint: dX = signs * (H_N scatter_rows(dY))[:n]  (H symmetric)
+    from ..hadamard import fwht
+
+    signs, rows = ctx.saved_tensors
+    g = grad.transpose(-1, -2) if ctx.transpose_out else grad
+    Z = g.new_zeros(g.shape[:-1] + (ctx.N,), dtype=signs.dtype)
+    Z = Z.index_add(-1, rows, g.to(signs.dtype))
+    gX = (fwht(Z, normalized=False)[..., :ctx.n] * signs).to(ctx.dtype)
+    return gX, None, None, None, None
+
+
+srht.register_autograd(_srht_backward, setup_context=_srht_setup)

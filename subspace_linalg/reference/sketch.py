@@ -91,3 +91,14 @@ def sparse_apply(X: torch.Tensor, ptr: torch.Tensor, cols: torch.Tensor, vals: t
     Y = torch.zeros(B, R, out_len, dtype=cdt, device=X.device).index_add_(-1, rows, terms)
     Y = Y.to(X.dtype)
     return Y.transpose(-1, -2).contiguous() if transpose_out else Y.contiguous()
+
+
+def srht(X: torch.Tensor, signs: torch.Tensor, rows: torch.Tensor, N: int, transpose_out: bool) -> torch.Tensor:
+    """Y[b, r, t] = (H_N pad_N(signs * X[b, r]))[rows[t]] (unnormalized H); (B, R, s)
+    contiguous, or (B, s, R) when ``transpose_out``."""
+    from ..hadamard import fwht
+
+    cdt = compute_dtype(X.dtype)
+    Z = torch.nn.functional.pad(X.to(cdt) * signs.to(cdt), (0, N - X.shape[-1]))
+    Y = fwht(Z, normalized=False).index_select(-1, rows).to(X.dtype)
+    return Y.transpose(-1, -2).contiguous() if transpose_out else Y.contiguous()

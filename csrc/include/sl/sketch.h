@@ -60,3 +60,25 @@ inline Status check_sparse_apply(const Mat3View& x, const CsrView& a, const Mat3
 }
 
 }  // namespace sl
+
+namespace sl {
+
+// SRHT rows: Y[b, r, t] = sum_i H_N[rows[t], i] * signs[i] * X[b, r, i] (i < n, zero padded
+// to N = 2^k >= n; H_N the unnormalized Sylvester Hadamard matrix; signs carry the
+// scale, in the compute type). The length-N transform of each row runs in a cache-resident
+// buffer and only the `s` sampled coordinates are written. Y any strides.
+Status srht_cpu(int dtype, const Mat3View& x, const void* signs, const std::int64_t* rows, std::int64_t s,
+                std::int64_t N, const Mat3View& y);
+Status srht_cuda(int dtype, const Mat3View& x, const void* signs, const std::int64_t* rows, std::int64_t s,
+                 std::int64_t N, const Mat3View& y, const Exec& exec);
+// Longest N the CUDA kernel transforms in shared memory (longer: the caller composes
+// sl::fwht with a gather instead).
+inline std::int64_t srht_cuda_max_len(int dtype) { return dtype == 1 ? 4096 : 8192; }
+
+inline Status check_srht(const Mat3View& x, std::int64_t s, std::int64_t N, const Mat3View& y) {
+  SL_REQUIRE(N >= 1 && (N & (N - 1)) == 0 && N >= x.C, "srht: N must be a power of two >= n");
+  SL_REQUIRE(x.B == y.B && x.R == y.R && y.C == s && s >= 0 && s <= N, "srht: shapes of X and Y do not match");
+  return Status::ok();
+}
+
+}  // namespace sl
