@@ -8,6 +8,7 @@ or at random, gather them with a per-row scale, and scatter back (the adjoint).
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -120,7 +121,7 @@ def select_rows(G: torch.Tensor, k: int, *, method: str = "topk", dim: int = -2,
 def _flat_batch(fn: str, X: torch.Tensor, idx: torch.Tensor, scale, name: str):
     """X (..., r, n) -> (B, r, n); idx, scale -> (B or 1, k)."""
     batch = X.shape[:-2]
-    Xb = X.reshape((-1,) + X.shape[-2:])
+    Xb = X.reshape((math.prod(batch),) + X.shape[-2:])
     k = idx.shape[-1]
     if idx.dim() == 1:
         ib = idx.reshape(1, k)
@@ -133,14 +134,14 @@ def _flat_batch(fn: str, X: torch.Tensor, idx: torch.Tensor, scale, name: str):
         if len(idx.shape[:-1]) > len(batch) or torch.broadcast_shapes(idx.shape[:-1], batch) != batch:
             raise ValueError(f"{fn}: idx batch shape {tuple(idx.shape[:-1])} must broadcast to {name}'s batch "
                              f"shape {tuple(batch)}")
-        ib = idx.reshape(1, k) if idx.numel() == k else idx.expand(batch + (k,)).reshape(-1, k)
+        ib = idx.reshape(1, k) if idx.numel() == k else idx.expand(batch + (k,)).reshape(math.prod(batch), k)
     sb = None
     if scale is not None:
         _validate.check_tensor(fn, "scale", scale, dtypes=ALL_FLOATING, min_ndim=1)
         if scale.shape != idx.shape:
             raise ValueError(f"{fn}: scale must have idx's shape {tuple(idx.shape)}, got {tuple(scale.shape)}")
         sb = scale.to(X.dtype).reshape(ib.shape) if ib.shape[0] == 1 else \
-            scale.to(X.dtype).expand(batch + (k,)).reshape(-1, k)
+            scale.to(X.dtype).expand(batch + (k,)).reshape(math.prod(batch), k)
     return Xb, ib, sb
 
 
@@ -196,7 +197,7 @@ def scatter_rows(X: torch.Tensor, idx: torch.Tensor, num_rows: int, *, scale: to
     ob = None
     if not needs_grad:
         try:
-            ob = out.view((-1,) + shape[-2:])
+            ob = out.view((math.prod(shape[:-2]),) + shape[-2:])
         except RuntimeError:
             ob = None
     if ob is None:

@@ -147,15 +147,15 @@ class SketchOperator:
         if self.kind == "sparse_sign":
             ptr, cols, vals = self._csr(compute_dtype(A.dtype), A.device)
             if side == "right":
-                X = A.reshape((-1,) + A.shape[-2:])
+                X = A.reshape((math.prod(A.shape[:-2]),) + A.shape[-2:])
                 Y = _ops().sparse_apply.default(X, ptr, cols, vals, self.size, False)
                 return Y.reshape(A.shape[:-1] + (self.size,))
-            X = A.reshape((-1,) + A.shape[-2:]).transpose(-1, -2)
+            X = A.reshape((math.prod(A.shape[:-2]),) + A.shape[-2:]).transpose(-1, -2)
             Y = _ops().sparse_apply.default(X, ptr, cols, vals, self.size, True)
             return Y.reshape(A.shape[:-2] + (self.size, A.shape[-1]))
         # srht: signs, padding, transform and row sampling in one native pass per row tile
         signs, rows, N = self._srht(compute_dtype(A.dtype), A.device)
-        X = A.reshape((-1,) + A.shape[-2:])
+        X = A.reshape((math.prod(A.shape[:-2]),) + A.shape[-2:])
         if side == "right":
             Y = _ops().srht.default(X, signs, rows, N, False)
             return Y.reshape(A.shape[:-1] + (self.size,))

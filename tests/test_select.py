@@ -205,3 +205,18 @@ def test_select_reproducible():
     a = sl.select_rows(G, 5, method="norm2", generator=torch.Generator().manual_seed(3))
     b = sl.select_rows(G, 5, method="norm2", generator=torch.Generator().manual_seed(3))
     assert torch.equal(a, b)
+
+
+def test_empty_and_batched_shapes():
+    G = torch.randn(5, 4)
+    assert sl.gather_rows(G, torch.zeros(0, dtype=torch.long)).shape == (0, 4)
+    assert torch.equal(sl.scatter_rows(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), 5), torch.zeros(5, 4))
+    assert sl.gather_rows(torch.randn(0, 5, 4), torch.tensor([1])).shape == (0, 1, 4)
+    G4 = torch.randn(2, 3, 5, 4)
+    idx = torch.tensor([[0, 4], [1, 1]])[:, None, :]
+    ref = torch.gather(G4, 2, idx.expand(2, 3, 2)[..., None].expand(2, 3, 2, 4))
+    assert torch.equal(sl.gather_rows(G4, idx), ref)
+    out = torch.zeros(4, 5).T  # non-contiguous out
+    X = torch.randn(2, 4)
+    sl.scatter_rows(X, torch.tensor([1, 3]), 5, out=out)
+    assert torch.equal(out[[1, 3]], X) and out[[0, 2, 4]].abs().sum() == 0
