@@ -23,6 +23,10 @@ from .polar import polar, principal_angles
 from .rsvd import range_finder, rsvd, rsvd_error
 
 # --- structured projection family ---
+from .selection import RowSelection, gather_rows, scatter_rows, select_rows
+from .sketching import SketchOperator, sketch
+from .cosine import dct, dct_matrix, select_columns_by_alignment
+from .fastfood_map import FastfoodMap, fastfood, fastfood_adjoint
 
 # --- Krylov family ---
 

@@ -12,6 +12,7 @@ import torch
 # C_op per op class; the bound is C_op * sqrt(n) * eps(compute dtype)
 C_OP = {
     "transform": 4.0,      # fwht, dct, sketches applied exactly (orthogonal/structured maps)
+    "fft": 10.0,           # transforms through a complex FFT (DCT-II by Makhoul), forward and adjoint
     "gather": 0.0,         # gather/scatter: bitwise
     "orth": 10.0,          # ||Q^T Q - I||_F, backward error of orthonormalization
     "small_dense": 50.0,   # batched Cholesky / triangular solve / Jacobi eig-SVD (relative residuals)

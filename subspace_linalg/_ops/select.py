@@ -1,0 +1,188 @@
+"""subspace_linalg::gather_rows / scatter_rows / scatter_rows_ — fused row gather and
+scatter with an optional per-row scale (each the other's adjoint).
+
+Op contract: G, X (B, m, n) / (B, k, n); idx int64 (B or 1, k) (a leading 1 shares the
+indices across the batch); scale None or idx's shape in the data dtype. Indices are
+checked against the row count here, before the native call (ValueError)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .. import _native
+from .._dtypes import ALL_FLOATING
+from ..reference import select as _ref
+
+
+def _check(fn: str, X: torch.Tensor, idx: torch.Tensor, scale: Optional[torch.Tensor]) -> None:
+    torch._check(X.dtype in ALL_FLOATING, lambda: f"{fn}: data must be floating point, got {X.dtype}")
+    torch._check(X.dim() == 3, lambda: f"{fn}: data must be 3-D (B, rows, n), got {tuple(X.shape)}")
+    torch._check(idx.dtype == torch.int64, lambda: f"{fn}: idx must be int64, got {idx.dtype}")
+    torch._check(idx.dim() == 2, lambda: f"{fn}: idx must be 2-D (B or 1, k), got {tuple(idx.shape)}")
+    torch._check(idx.shape[0] in (1, X.shape[0]), lambda: f"{fn}: idx batch {idx.shape[0]} vs data batch {X.shape[0]}")
+    if scale is not None:
+        torch._check(scale.shape == idx.shape, lambda: f"{fn}: scale shape {tuple(scale.shape)} != idx shape {tuple(idx.shape)}")
+        torch._check(scale.dtype == X.dtype, lambda: f"{fn}: scale dtype {scale.dtype} != data dtype {X.dtype}")
+
+
+def check_bounds(fn: str, idx: torch.Tensor, rows: int) -> bool:
+    """ValueError for an index outside [0, rows); returns whether every index row is
+    strictly increasing (so unique). One host sync."""
+    if idx.numel() == 0:
+        return True
+    lo, hi = torch.aminmax(idx)
+    inc = bool(idx.shape[-1] < 2) or (idx[..., 1:] > idx[..., :-1]).all()
+    lo, hi, inc = (torch.stack([lo, hi, torch.as_tensor(inc, device=idx.device).to(torch.int64)])).tolist()
+    if lo < 0 or hi >= rows:
+        bad = lo if lo < 0 else hi
+        raise ValueError(f"{fn}: idx holds {bad}, outside [0, {rows}) for {rows} rows")
+    return bool(inc)
+
+
+def _spec3(t: torch.Tensor) -> list[int]:
+    return [t.shape[0], t.shape[1], t.shape[2], t.stride(0), t.stride(1), t.stride(2)]
+
+
+def _index_args(idx: torch.Tensor, scale: Optional[torch.Tensor]):
+    idx = idx if idx.stride(-1) == 1 else idx.contiguous()
+    if scale is not None and scale.stride(-1) != 1:
+        scale = scale.contiguous()
+    isb = 0 if idx.shape[0] == 1 else idx.stride(0)
+    sp = 0 if scale is None else scale.data_ptr()
+    ssb = 0 if scale is None or scale.shape[0] == 1 else scale.stride(0)
+    return idx, scale, (idx.data_ptr(), idx.shape[-1], isb, sp, ssb)
+
+
+@torch.library.custom_op("subspace_linalg::gather_rows", mutates_args=())
+def gather_rows(G: torch.Tensor, idx: torch.Tensor, scale: Optional[torch.Tensor]) -> torch.Tensor:
+    """out (B, k, n) contiguous: out[b, j] = G[b, idx[b, j]] * scale[b, j]."""
+    _check("gather_rows", G, idx, scale)
+    check_bounds("gather_rows", idx, G.shape[1])
+    return _ref.gather_rows(G, idx, scale)
+
+
+@gather_rows.register_fake
+def _(G, idx, scale):
+    _check("gather_rows", G, idx, scale)
+    return G.new_empty((G.shape[0], idx.shape[-1], G.shape[2]))
+
+
+@gather_rows.register_kernel(("cpu", "cuda"))
+def _(G, idx, scale):
+    _check("gather_rows", G, idx, scale)
+    check_bounds("gather_rows", idx, G.shape[1])
+    out = G.new_empty((G.shape[0], idx.shape[-1], G.shape[2]))
+    if out.numel() == 0:
+        return out
+    idx, scale, ia = _index_args(idx, scale)
+    _native.lib().gather_rows(_native.dtype_code(G.dtype), G.data_ptr(), _spec3(G), *ia, out.data_ptr(),
+                              _spec3(out), _native.exec_args(G))
+    return out
+
+
+def _scatter_native(X, idx, scale, out, unique: bool) -> None:
+    if X.numel() == 0:
+        return
+    idx, scale, ia = _index_args(idx, scale)
+    # repeated indices: a stable sort order, so each run sums in increasing j (index_add_)
+    order = None if unique else torch.sort(idx, dim=-1, stable=True).indices.contiguous()
+    _native.lib().scatter_rows(_native.dtype_code(X.dtype), X.data_ptr(), _spec3(X), *ia, out.data_ptr(),
+                               _spec3(out), 0 if order is None else order.data_ptr(), _native.exec_args(X))
+
+
+@torch.library.custom_op("subspace_linalg::scatter_rows", mutates_args=())
+def scatter_rows(X: torch.Tensor, idx: torch.Tensor, scale: Optional[torch.Tensor], num_rows: int) -> torch.Tensor:
+    """out (B, num_rows, n), zeros except out[b, idx[b, j]] += X[b, j] * scale[b, j]."""
+    _check("scatter_rows", X, idx, scale)
+    check_bounds("scatter_rows", idx, num_rows)
+    out = X.new_zeros((X.shape[0], num_rows, X.shape[2]))
+    _ref.scatter_rows_into(X, idx, scale, out)
+    return out
+
+
+@scatter_rows.register_fake
+def _(X, idx, scale, num_rows):
+    _check("scatter_rows", X, idx, scale)
+    return X.new_empty((X.shape[0], num_rows, X.shape[2]))
+
+
+@scatter_rows.register_kernel(("cpu", "cuda"))
+def _(X, idx, scale, num_rows):
+    _check("scatter_rows", X, idx, scale)
+    unique = check_bounds("scatter_rows", idx, num_rows)
+    out = X.new_zeros((X.shape[0], num_rows, X.shape[2]))
+    _scatter_native(X, idx, scale, out, unique)
+    return out
+
+
+@torch.library.custom_op("subspace_linalg::scatter_rows_", mutates_args=("out",))
+def scatter_rows_(X: torch.Tensor, idx: torch.Tensor, scale: Optional[torch.Tensor], out: torch.Tensor) -> None:
+    """In place: out[b, idx[b, j]] += X[b, j] * scale[b, j] (out (B, m, n), any strides)."""
+    _check("scatter_rows_", X, idx, scale)
+    check_bounds("scatter_rows_", idx, out.shape[1])
+    _ref.scatter_rows_into(X, idx, scale, out)
+
+
+@scatter_rows_.register_fake
+def _(X, idx, scale, out):
+    _check("scatter_rows_", X, idx, scale)
+    return None
+
+
+@scatter_rows_.register_kernel(("cpu", "cuda"))
+def _(X, idx, scale, out):
+    _check("scatter_rows_", X, idx, scale)
+    torch._check(out.dtype == X.dtype and out.dim() == 3 and out.shape[0] == X.shape[0] and out.shape[2] == X.shape[2],
+                 lambda: f"scatter_rows_: out {tuple(out.shape)} {out.dtype} does not match X {tuple(X.shape)} {X.dtype}")
+    unique = check_bounds("scatter_rows_", idx, out.shape[1])
+    _scatter_native(X, idx, scale, out, unique)
+
+
+# ---- autograd: gather and scatter are each other's adjoint -------------------------
+
+
+def _gather_setup(ctx, inputs, output):
+    G, idx, scale = inputs
+    ctx.rows = G.shape[1]
+    ctx.need_scale = scale is not None and ctx.needs_input_grad[2]
+    ctx.save_for_backward(idx, scale, G if ctx.need_scale else None)
+
+
+def _gather_backward(ctx, grad):
+    idx, scale, G = ctx.saved_tensors
+    gG = gs = None
+    if ctx.needs_input_grad[0]:
+        gG = torch.ops.subspace_linalg.scatter_rows.default(grad.contiguous(), idx, scale, ctx.rows)
+    if ctx.need_scale:
+        rows = torch.ops.subspace_linalg.gather_rows.default(G, idx, None)
+        gs = (grad * rows).sum(-1)
+        if idx.shape[0] == 1 and gs.shape[0] != 1:
+            gs = gs.sum(0, keepdim=True)
+    return gG, None, gs
+
+
+gather_rows.register_autograd(_gather_backward, setup_context=_gather_setup)
+
+
+def _scatter_setup(ctx, inputs, output):
+    X, idx, scale, _ = inputs
+    ctx.need_scale = scale is not None and ctx.needs_input_grad[2]
+    ctx.save_for_backward(idx, scale, X if ctx.need_scale else None)
+
+
+def _scatter_backward(ctx, grad):
+    idx, scale, X = ctx.saved_tensors
+    gX = gs = None
+    grad = grad.contiguous()
+    if ctx.needs_input_grad[0]:
+        gX = torch.ops.subspace_linalg.gather_rows.default(grad, idx, scale)
+    if ctx.need_scale:
+        rows = torch.ops.subspace_linalg.gather_rows.default(grad, idx, None)
+        gs = (rows * X).sum(-1)
+        if idx.shape[0] == 1 and gs.shape[0] != 1:
+            gs = gs.sum(0, keepdim=True)
+    return gX, None, gs, None
+
+
+scatter_rows.register_autograd(_scatter_backward, setup_context=_scatter_setup)
