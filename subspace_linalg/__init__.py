@@ -21,6 +21,8 @@ from .hadamard import fwht
 # --- structured projection family ---
 
 # --- Krylov family ---
+from .operators import LinearOperator, as_operator
+from .krylov import cg
 
 # --- subspace power family ---
 

@@ -1,0 +1,238 @@
+// CPU kernels of the Krylov family (contract in sl/krylov.h).
+//  cg_update: one pass over x, r, p, Ap per active system; OpenMP over systems, or over
+//    the elements of each system when there are fewer systems than threads.
+//  cg_dense: OpenMP over systems (dynamic schedule: systems converge at different
+//    iterations); each system's whole loop runs on one thread with its matrix and four
+//    work vectors cache resident.
+#include <cmath>
+#include <cstdint>
+#include <new>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "sl/dtype.h"
+#include "sl/krylov.h"
+#include "sl/parallel.h"
+
+namespace sl {
+
+Status cg_update_check(int dtype, std::int64_t S, std::int64_t n, const void* x, const void* r, const void* rr,
+                       const void* p, const void* Ap, const void* alpha, const void* active) {
+  SL_REQUIRE(dtype == static_cast<int>(DType::F32) || dtype == static_cast<int>(DType::F64),
+             "cg_update: dtype must be f32 or f64, got code " + std::to_string(dtype));
+  SL_REQUIRE(S >= 0 && n >= 0, "cg_update: negative size S=" + std::to_string(S) + " n=" + std::to_string(n));
+  if (S == 0 || n == 0) return Status::ok();
+  SL_REQUIRE(x && r && rr && p && Ap && alpha && active, "cg_update: null data pointer");
+  return Status::ok();
+}
+
+Status cg_dense_check(int dtype, const CgDenseArgs& a, std::int64_t max_n) {
+  SL_REQUIRE(dtype == static_cast<int>(DType::F32) || dtype == static_cast<int>(DType::F64),
+             "cg_dense: dtype must be f32 or f64, got code " + std::to_string(dtype));
+  SL_REQUIRE(a.S >= 0 && a.n >= 0 && a.maxiter >= 0 && a.a_stride >= 0,
+             "cg_dense: negative size, stride or maxiter");
+  SL_REQUIRE(a.n <= max_n, "cg_dense: n must be <= " + std::to_string(max_n) + " on this device, got " +
+                               std::to_string(a.n));
+  if (a.S == 0) return Status::ok();
+  SL_REQUIRE(a.A && a.b && a.x && a.tol && a.iters && a.res && a.status, "cg_dense: null data pointer");
+  return Status::ok();
+}
+
+std::size_t cg_update_workspace_bytes(int dtype, std::int64_t S, std::int64_t n, bool cuda) {
+  if (!cuda || n <= kCgUpdateWarpMaxN || S <= 0) return 0;
+  const std::int64_t chunks = (n + kCgUpdateChunk - 1) / kCgUpdateChunk;
+  return static_cast<std::size_t>(S * chunks) * static_cast<std::size_t>(dtype == 1 ? 8 : 4);
+}
+
+std::int64_t cg_dense_max_n(bool cuda) { return cuda ? kCgDenseCudaMaxN : (std::int64_t{1} << 24); }
+
+namespace {
+
+template <typename T>
+Status update_run(std::int64_t S, std::int64_t n, T* x, T* r, T* rr, const T* p, const T* Ap, const T* alpha,
+                  const std::uint8_t* active) {
+  const int nt = max_threads();
+  if (S >= nt || n < 4096) {
+#pragma omp parallel for schedule(static) if (S * n >= 16384)
+    for (std::int64_t s = 0; s < S; ++s) {
+      if (!active[s]) continue;
+      const T a = alpha[s];
+      T* __restrict xs = x + s * n;
+      T* __restrict rs = r + s * n;
+      const T* __restrict ps = p + s * n;
+      const T* __restrict qs = Ap + s * n;
+      T acc = T(0);
+#pragma omp simd reduction(+ : acc)
+      for (std::int64_t j = 0; j < n; ++j) {
+        xs[j] += a * ps[j];
+        const T rj = rs[j] - a * qs[j];
+        rs[j] = rj;
+        acc += rj * rj;
+      }
+      rr[s] = acc;
+    }
+    return Status::ok();
+  }
+  for (std::int64_t s = 0; s < S; ++s) {  // few long systems: parallel inside each
+    if (!active[s]) continue;
+    const T a = alpha[s];
+    T* __restrict xs = x + s * n;
+    T* __restrict rs = r + s * n;
+    const T* __restrict ps = p + s * n;
+    const T* __restrict qs = Ap + s * n;
+    T acc = T(0);
+#pragma omp parallel for simd schedule(static) reduction(+ : acc)
+    for (std::int64_t j = 0; j < n; ++j) {
+      xs[j] += a * ps[j];
+      const T rj = rs[j] - a * qs[j];
+      rs[j] = rj;
+      acc += rj * rj;
+    }
+    rr[s] = acc;
+  }
+  return Status::ok();
+}
+
+template <typename T>
+inline T dot(const T* __restrict a, const T* __restrict b, std::int64_t n) {
+  T acc = T(0);
+#pragma omp simd reduction(+ : acc)
+  for (std::int64_t j = 0; j < n; ++j) acc += a[j] * b[j];
+  return acc;
+}
+
+template <typename T>
+inline void matvec(const T* __restrict A, const T* __restrict v, T* __restrict out, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) out[i] = dot(A + i * n, v, n);
+}
+
+template <typename T>
+Status dense_run(const CgDenseArgs& a) {
+  const std::int64_t S = a.S, n = a.n;
+  const int nt = max_threads();
+  std::vector<T> scratch;
+  try {
+    scratch.resize(static_cast<std::size_t>(4 * n + 8) * static_cast<std::size_t>(nt));
+  } catch (const std::bad_alloc&) {
+    return invalid_argument("cg_dense: cannot allocate host scratch of 4 x " + std::to_string(n) + " x " +
+                            std::to_string(nt) + " elements");
+  }
+  const T* A = static_cast<const T*>(a.A);
+  const T* B = static_cast<const T*>(a.b);
+  T* X = static_cast<T*>(a.x);
+  const T* Minv = static_cast<const T*>(a.minv);
+  const T* Tol = static_cast<const T*>(a.tol);
+  T* Res = static_cast<T*>(a.res);
+  const std::int64_t maxiter = a.maxiter;
+#pragma omp parallel num_threads(nt) if (S > 1)
+  {
+    T* r = scratch.data() + static_cast<std::size_t>(thread_id()) * static_cast<std::size_t>(4 * n + 8);
+    T* p = r + n;
+    T* q = p + n;
+    T* zb = q + n;
+#pragma omp for schedule(dynamic, 4)
+    for (std::int64_t s = 0; s < S; ++s) {
+      const T* As = A + s * a.a_stride;
+      const T* bs = B + s * n;
+      T* xs = X + s * n;
+      const T* ms = Minv ? Minv + s * n : nullptr;
+      T* z = ms ? zb : r;
+      const T tol2 = Tol[s] * Tol[s];
+      matvec(As, xs, q, n);
+      for (std::int64_t j = 0; j < n; ++j) r[j] = bs[j] - q[j];
+      if (ms)
+        for (std::int64_t j = 0; j < n; ++j) z[j] = r[j] * ms[j];
+      for (std::int64_t j = 0; j < n; ++j) p[j] = z[j];
+      T rr = dot(r, r, n);
+      T rz = ms ? dot(r, z, n) : rr;
+      int st = kCgRunning;
+      std::int64_t it = 0;
+      if (rr <= tol2) {
+        st = kCgConverged;
+      } else if (!(rz > T(0)) || !std::isfinite(rz)) {
+        st = kCgBreakdown;
+      }
+      while (st == kCgRunning && it < maxiter) {
+        matvec(As, p, q, n);
+        const T pq = dot(p, q, n);
+        if (!(pq > T(0)) || !std::isfinite(pq)) {
+          st = kCgBreakdown;
+          break;
+        }
+        const T alpha = rz / pq;
+        T acc = T(0);
+#pragma omp simd reduction(+ : acc)
+        for (std::int64_t j = 0; j < n; ++j) {
+          xs[j] += alpha * p[j];
+          const T rj = r[j] - alpha * q[j];
+          r[j] = rj;
+          acc += rj * rj;
+        }
+        rr = acc;
+        ++it;
+        if (rr <= tol2) {
+          st = kCgConverged;
+          break;
+        }
+        if (!std::isfinite(rr)) {
+          st = kCgBreakdown;
+          break;
+        }
+        T rz_new = rr;
+        if (ms) {
+          for (std::int64_t j = 0; j < n; ++j) z[j] = r[j] * ms[j];
+          rz_new = dot(r, z, n);
+        }
+        if (!(rz_new > T(0))) {
+          st = kCgBreakdown;
+          break;
+        }
+        const T beta = rz_new / rz;
+        rz = rz_new;
+#pragma omp simd
+        for (std::int64_t j = 0; j < n; ++j) p[j] = z[j] + beta * p[j];
+      }
+      a.iters[s] = static_cast<std::int32_t>(it);
+      Res[s] = std::sqrt(rr > T(0) ? rr : T(0));
+      a.status[s] = st;
+    }
+  }
+  return Status::ok();
+}
+
+template <typename Fn>
+Status dispatch_real(int dtype, const char* op, Fn&& fn) {
+  return dispatch_float(dtype, op, [&](auto tag) -> Status {
+    using T = decltype(tag);
+    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+      return fn(T{});
+    } else {
+      return not_supported(std::string(op) + ": float16/bfloat16 are not supported (compute in float32)");
+    }
+  });
+}
+
+}  // namespace
+
+Status cg_update_cpu(int dtype, std::int64_t S, std::int64_t n, void* x, void* r, void* rr, const void* p,
+                     const void* Ap, const void* alpha, const std::uint8_t* active) {
+  SL_RETURN_IF_ERROR(cg_update_check(dtype, S, n, x, r, rr, p, Ap, alpha, active));
+  if (S == 0 || n == 0) return Status::ok();
+  return dispatch_real(dtype, "cg_update", [&](auto tag) {
+    using T = decltype(tag);
+    return update_run<T>(S, n, static_cast<T*>(x), static_cast<T*>(r), static_cast<T*>(rr),
+                         static_cast<const T*>(p), static_cast<const T*>(Ap), static_cast<const T*>(alpha), active);
+  });
+}
+
+Status cg_dense_cpu(int dtype, const CgDenseArgs& a) {
+  SL_RETURN_IF_ERROR(cg_dense_check(dtype, a, cg_dense_max_n(false)));
+  if (a.S == 0) return Status::ok();
+  return dispatch_real(dtype, "cg_dense", [&](auto tag) {
+    using T = decltype(tag);
+    return dense_run<T>(a);
+  });
+}
+
+}  // namespace sl

@@ -1,0 +1,127 @@
+"""subspace_linalg::cg_update_ (fused CG step) and subspace_linalg::cg_dense (the whole CG
+loop for a batch of small dense SPD systems), CPU and CUDA native kernels; the pure-torch
+references are in subspace_linalg/reference/krylov.py."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .. import _native
+from .._dtypes import FLOATING
+from ..reference import krylov as _ref
+
+
+def _check_update(x, r, rr, p, Ap, alpha, active) -> None:
+    torch._check(x.dtype in FLOATING, lambda: f"cg_update_: x must be float32 or float64, got {x.dtype}")
+    torch._check(x.dim() == 2, lambda: f"cg_update_: x must be (S, n), got {tuple(x.shape)}")
+    for name, t in (("r", r), ("p", p), ("Ap", Ap)):
+        torch._check(t.shape == x.shape and t.dtype == x.dtype,
+                     lambda: f"cg_update_: {name} must match x {tuple(x.shape)} {x.dtype}, got {tuple(t.shape)} {t.dtype}")
+    for name, t in (("rr", rr), ("alpha", alpha)):
+        torch._check(t.shape == x.shape[:1] and t.dtype == x.dtype,
+                     lambda: f"cg_update_: {name} must be ({x.shape[0]},) {x.dtype}, got {tuple(t.shape)} {t.dtype}")
+    torch._check(active.shape == x.shape[:1] and active.dtype == torch.bool,
+                 lambda: f"cg_update_: active must be ({x.shape[0]},) bool, got {tuple(active.shape)} {active.dtype}")
+
+
+@torch.library.custom_op("subspace_linalg::cg_update_", mutates_args=("x", "r", "rr"))
+def cg_update_(x: torch.Tensor, r: torch.Tensor, rr: torch.Tensor, p: torch.Tensor, Ap: torch.Tensor,
+               alpha: torch.Tensor, active: torch.Tensor) -> None:
+    """In place for every row s with active[s]: x += alpha p, r -= alpha Ap, rr = ||r||^2
+    (one pass over the four vectors). x, r, p, Ap (S, n); rr, alpha (S,); active (S,) bool."""
+    _check_update(x, r, rr, p, Ap, alpha, active)
+    _ref.cg_update_(x, r, rr, p, Ap, alpha, active)
+
+
+@cg_update_.register_fake
+def _(x, r, rr, p, Ap, alpha, active):
+    _check_update(x, r, rr, p, Ap, alpha, active)
+
+
+def _contig(t: torch.Tensor) -> torch.Tensor:
+    return t if t.is_contiguous() else t.contiguous()
+
+
+@cg_update_.register_kernel(("cpu", "cuda"))
+def _(x, r, rr, p, Ap, alpha, active):
+    _check_update(x, r, rr, p, Ap, alpha, active)
+    if x.numel() == 0:
+        return
+    if not (x.is_contiguous() and r.is_contiguous() and rr.is_contiguous()):
+        xc, rc, rrc = _contig(x), _contig(r), _contig(rr)
+        torch.ops.subspace_linalg.cg_update_.default(xc, rc, rrc, p, Ap, alpha, active)
+        x.copy_(xc), r.copy_(rc), rr.copy_(rrc)
+        return
+    C = _native.lib()
+    S, n = x.shape
+    code = _native.dtype_code(x.dtype)
+    ex = _native.exec_args(x)
+    p, Ap, alpha, active = _contig(p), _contig(Ap), _contig(alpha), _contig(active)
+    nbytes = C.cg_update_workspace_bytes(code, S, n, ex[0])
+    ws = torch.empty(nbytes, dtype=torch.uint8, device=x.device) if nbytes else None
+    C.cg_update(code, S, n, x.data_ptr(), r.data_ptr(), rr.data_ptr(), p.data_ptr(), Ap.data_ptr(),
+                alpha.data_ptr(), active.data_ptr(), ws.data_ptr() if ws is not None else 0, nbytes, ex)
+
+
+def _check_dense(A, b, x0, minv, tol, maxiter) -> None:
+    torch._check(b.dtype in FLOATING, lambda: f"cg_dense: b must be float32 or float64, got {b.dtype}")
+    torch._check(b.dim() == 2, lambda: f"cg_dense: b must be (S, n), got {tuple(b.shape)}")
+    S, n = b.shape
+    torch._check(A.dim() == 3 and A.shape[1] == n and A.shape[2] == n and A.shape[0] in (1, S),
+                 lambda: f"cg_dense: A must be ({S} or 1, {n}, {n}), got {tuple(A.shape)}")
+    torch._check(x0.shape == b.shape, lambda: f"cg_dense: x0 must be {tuple(b.shape)}, got {tuple(x0.shape)}")
+    torch._check(tol.shape == (S,), lambda: f"cg_dense: tol must be ({S},), got {tuple(tol.shape)}")
+    if minv is not None:
+        torch._check(minv.shape == b.shape, lambda: f"cg_dense: minv must be {tuple(b.shape)}, got {tuple(minv.shape)}")
+    for t in (A, x0, tol) + ((minv,) if minv is not None else ()):
+        torch._check(t.dtype == b.dtype, lambda: f"cg_dense: all tensors must have b's dtype {b.dtype}")
+    torch._check(maxiter >= 0, lambda: f"cg_dense: maxiter must be >= 0, got {maxiter}")
+
+
+def _dense_outputs(b):
+    S = b.shape[0]
+    return (torch.empty_like(b, memory_format=torch.contiguous_format),
+            torch.empty(S, dtype=torch.int32, device=b.device),
+            torch.empty(S, dtype=b.dtype, device=b.device),
+            torch.empty(S, dtype=torch.int32, device=b.device))
+
+
+@torch.library.custom_op("subspace_linalg::cg_dense", mutates_args=())
+def cg_dense(A: torch.Tensor, b: torch.Tensor, x0: torch.Tensor, minv: Optional[torch.Tensor], tol: torch.Tensor,
+             maxiter: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Batched CG on S small dense SPD systems A_s x = b_s, each stopping on its own at
+    ||r_s|| <= tol[s]; A (S or 1, n, n), b and x0 (S, n), minv (S, n) inverse Jacobi
+    diagonal or None. Returns (x (S, n), iterations int32 (S,), residual norm (S,) in b's
+    dtype, status int32 (S,): 0 maxiter reached, 1 converged, 2 breakdown)."""
+    _check_dense(A, b, x0, minv, tol, maxiter)
+    return _ref.cg_dense(A, b, x0, minv, tol, maxiter)
+
+
+@cg_dense.register_fake
+def _(A, b, x0, minv, tol, maxiter):
+    _check_dense(A, b, x0, minv, tol, maxiter)
+    return _dense_outputs(b)
+
+
+@cg_dense.register_kernel(("cpu", "cuda"))
+def _(A, b, x0, minv, tol, maxiter):
+    _check_dense(A, b, x0, minv, tol, maxiter)
+    x, iters, res, status = _dense_outputs(b)
+    S, n = b.shape
+    if S == 0:
+        return x, iters, res, status
+    C = _native.lib()
+    A, b, tol = _contig(A), _contig(b), _contig(tol)
+    minv = _contig(minv) if minv is not None else None
+    x.copy_(x0)
+    a_stride = 0 if A.shape[0] == 1 else n * n
+    C.cg_dense(_native.dtype_code(b.dtype), S, n, A.data_ptr(), a_stride, b.data_ptr(), x.data_ptr(),
+               minv.data_ptr() if minv is not None else 0, tol.data_ptr(), int(maxiter), iters.data_ptr(),
+               res.data_ptr(), status.data_ptr(), _native.exec_args(b))
+    return x, iters, res, status
+
+
+def cg_dense_max_n(device_type: str) -> int:
+    """Largest n the native whole-loop kernel takes on this device type."""
+    return int(_native.lib().cg_dense_max_n(1 if device_type == "cuda" else 0))

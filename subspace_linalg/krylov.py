@@ -1,0 +1,340 @@
+"""Conjugate gradients: ``cg`` on dense, batched-dense, sparse CSR and matrix-free SPD
+operators, every system of a batch converging on its own."""
+from __future__ import annotations
+
+import warnings
+from typing import Callable
+
+import torch
+
+from . import _native, _validate
+from ._dtypes import FLOATING
+from ._results import CGResult
+from .errors import NotConvergedWarning
+from .operators import DenseOperator, LinearOperator, as_operator
+from .reference.krylov import CG_BREAKDOWN, CG_CONVERGED, CG_RUNNING
+
+__all__ = ["cg"]
+
+# the whole loop runs natively for dense systems up to this size (measured: bench krylov)
+DENSE_NATIVE_MAX_N = 256
+# host checks of "all converged" in the operator loop: every iteration on the CPU (no
+# cost), every few on a GPU (each check is a device sync)
+_CHECK_EVERY = {"cpu": 1, "cuda": 8}
+
+
+def _ops():
+    from . import _ops as _  # noqa: F401  (registers the ops)
+
+    return torch.ops.subspace_linalg
+
+
+def cg(A, b: torch.Tensor, *, x0: torch.Tensor | None = None, M=None, rtol: float = 1e-5, atol: float = 0.0,
+       maxiter: int | None = None, callback: Callable[[torch.Tensor], None] | None = None,
+       reduction: str = "per_system", check_finite: bool = True) -> CGResult:
+    """Solve ``A x = b`` for symmetric positive definite ``A`` by (preconditioned) conjugate
+    gradients, SciPy's rule per system: system ``s`` has converged when
+    ``||b_s - A x_s|| <= max(rtol ||b_s||, atol)``.
+
+    Args:
+        A: dense ``(..., n, n)`` tensor, 2-D sparse CSR tensor, :class:`LinearOperator` or
+            duck-typed operator (float32 or float64).
+        b: ``(..., n)``: a batch of right-hand sides, one system per vector; leading dims
+            broadcast with A's batch dims. ``(..., n, r)`` (when ``b.shape[-1] != n``):
+            ``r`` right-hand sides as columns, solved column-wise (each column is its own
+            system with its own convergence; fields of the result are ``(..., r)``). For
+            ``r == n`` the vector reading wins: pass ``B.mT`` and transpose back.
+        x0: initial guess of b's shape (never modified); zeros by default.
+        M: preconditioner, an approximation of ``A^-1``: ``"jacobi"`` (inverse diagonal of
+            A; dense and CSR A), an operator (tensor / CSR / LinearOperator, applied like A),
+            or a callable ``M(r)`` taking and returning tensors of b's layout.
+        rtol, atol: tolerances (SciPy's meaning).
+        maxiter: iteration limit per system, default ``10 n`` (SciPy's).
+        callback: ``callback(x)`` after every iteration with the current iterate in b's
+            layout (forces the general loop).
+        reduction: ``"per_system"`` (default) or ``"global"``: one alpha and beta shared by
+            the whole batch (one CG on the block-diagonal system, as DDS does); the
+            stopping rule then applies to the norm over the whole batch.
+        check_finite: raise ValueError when b (x0, a dense A) holds NaN/Inf.
+
+    Returns:
+        CGResult(x, converged, iterations, residual_norm): ``x`` of b's shape and dtype;
+        ``converged`` bool, ``iterations`` int64 and ``residual_norm`` (the recursively
+        updated ``||b - A x||``, b's dtype) per system, shape ``(...)`` (``(..., r)`` for
+        column right-hand sides). A system that breaks down (``p^T A p <= 0``: A or M not
+        SPD) stops there with finite x and ``converged=False``. Systems that did not
+        converge raise a :class:`NotConvergedWarning` naming the residual and tolerance.
+    """
+    fn = "cg"
+    op = as_operator(A, fn=fn, name="A")
+    _validate.check_tensor(fn, "b", b, dtypes=FLOATING, min_ndim=1)
+    if b.dtype != op.dtype:
+        raise TypeError(f"{fn}: b must have A's dtype {op.dtype}, got {b.dtype}")
+    if b.device != op.device:
+        raise ValueError(f"{fn}: b must be on A's device {op.device}, got {b.device}")
+    n = op.shape[-1]
+    if b.shape[-1] == n:
+        columns = False
+    elif b.dim() >= 2 and b.shape[-2] == n:
+        columns = True
+    else:
+        raise ValueError(f"{fn}: b must be (..., n) or (..., n, r) with n = {n} (A is {tuple(op.shape)}), "
+                         f"got shape {tuple(b.shape)}")
+    if x0 is not None:
+        _validate.check_tensor(fn, "x0", x0, dtypes=FLOATING)
+        if x0.dtype != b.dtype:
+            raise TypeError(f"{fn}: x0 must have b's dtype {b.dtype}, got {x0.dtype}")
+        if x0.shape != b.shape:
+            raise ValueError(f"{fn}: x0 must have b's shape {tuple(b.shape)}, got {tuple(x0.shape)}")
+        if x0.device != b.device:
+            raise ValueError(f"{fn}: x0 must be on b's device {b.device}, got {x0.device}")
+    rtol = _validate.check_float(fn, "rtol", rtol, minimum=0.0)
+    atol = _validate.check_float(fn, "atol", atol, minimum=0.0)
+    maxiter = 10 * n if maxiter is None else _validate.check_int(fn, "maxiter", maxiter, minimum=0)
+    _validate.check_choice(fn, "reduction", reduction, ("per_system", "global"))
+    if callback is not None and not callable(callback):
+        raise TypeError(f"{fn}: callback must be callable or None, got {type(callback).__name__}")
+    if not isinstance(check_finite, bool):
+        raise TypeError(f"{fn}: check_finite must be a bool, got {type(check_finite).__name__}")
+    if check_finite:
+        _validate.check_finite(fn, "b", b)
+        if x0 is not None:
+            _validate.check_finite(fn, "x0", x0)
+        if isinstance(op, DenseOperator):
+            _validate.check_finite(fn, "A", op.A)
+
+    # the systems, as rows (*sys_batch, n)
+    if columns:
+        sys_batch = torch.broadcast_shapes(op.batch_shape, b.shape[:-2]) + (b.shape[-1],)
+        B = b.mT.expand(sys_batch + (n,))
+    else:
+        sys_batch = torch.broadcast_shapes(op.batch_shape, b.shape[:-1])
+        B = b.expand(sys_batch + (n,))
+    B = B.contiguous()
+    X = (x0.mT if columns else x0).expand(sys_batch + (n,)).clone(memory_format=torch.contiguous_format) \
+        if x0 is not None else torch.zeros_like(B)
+
+    def to_b_layout(rows: torch.Tensor) -> torch.Tensor:
+        return rows.mT if columns else rows
+
+    if columns:
+        def apply_A(rows):
+            return op.matmul(rows.mT).mT
+    else:
+        apply_A = op.matvec
+
+    minv, apply_M = _preconditioner(fn, M, op, columns, n, sys_batch, B)
+
+    # tolerances
+    bnorm = torch.linalg.vector_norm(B, dim=-1)
+    if reduction == "global":
+        tol_all = max(rtol * float(torch.linalg.vector_norm(B)), atol)
+        tol = torch.full(sys_batch, tol_all, dtype=B.dtype, device=B.device)
+    else:
+        tol = torch.clamp_min(rtol * bnorm, atol)
+
+    use_native = (reduction == "per_system" and callback is None and apply_M is None
+                  and isinstance(op, DenseOperator) and 0 < n <= DENSE_NATIVE_MAX_N
+                  and B.device.type in ("cpu", "cuda") and _native.available())
+    if use_native:
+        out = _native_dense(op, B, X, minv, tol, maxiter, sys_batch, n)
+    elif reduction == "global":
+        out = _loop_global(apply_A, apply_M, minv, B, X, tol, maxiter, callback, to_b_layout)
+    else:
+        out = _loop(apply_A, apply_M, minv, B, X, tol, maxiter, callback, to_b_layout)
+    Xs, iters, res, status = out
+    converged = status == CG_CONVERGED
+    _report(fn, converged, status, res, tol, maxiter)
+    x = to_b_layout(Xs)
+    if columns:
+        x = x.contiguous()
+    return CGResult(x, converged, iters.to(torch.int64), res)
+
+
+def _preconditioner(fn, M, op, columns, n, sys_batch, B):
+    """(minv rows or None, apply_M or None)."""
+    if M is None:
+        return None, None
+    if isinstance(M, str):
+        _validate.check_choice(fn, "M", M, ("jacobi",))
+        try:
+            d = op.diagonal()
+        except NotImplementedError:
+            raise ValueError(f"{fn}: M='jacobi' needs the diagonal of A, which a matrix-free "
+                             f"{type(op).__name__} does not know; pass M as an operator or callable") from None
+        if not bool((d > 0).all()):
+            raise ValueError(f"{fn}: M='jacobi' needs a positive diagonal of A (A must be SPD), "
+                             f"got min diagonal {float(d.min()):.3g}")
+        dinv = 1.0 / d
+        if columns:
+            dinv = dinv.unsqueeze(-2)
+        return dinv.expand(sys_batch + (n,)).contiguous(), None
+    if isinstance(M, (torch.Tensor, LinearOperator)):
+        mop = as_operator(M, fn=fn, name="M")
+        if mop.shape[-1] != n or mop.dtype != op.dtype:
+            raise ValueError(f"{fn}: M must be an (..., {n}, {n}) operator of dtype {op.dtype}, "
+                             f"got {tuple(mop.shape)} {mop.dtype}")
+        if columns:
+            return None, lambda rows: mop.matmul(rows.mT).mT
+        return None, mop.matvec
+    if callable(M):
+        if columns:
+            return None, lambda rows: M(rows.mT).mT
+        return None, M
+    raise TypeError(f"{fn}: M must be None, 'jacobi', an operator or a callable, got {type(M).__name__}")
+
+
+def _native_dense(op: DenseOperator, B, X, minv, tol, maxiter, sys_batch, n):
+    Ad = op.A
+    S = B.numel() // n if n else 0
+    if Ad.dim() == 2:
+        A3 = Ad.unsqueeze(0)
+    else:
+        A3 = Ad if tuple(Ad.shape[:-2]) == tuple(sys_batch) else Ad.expand(sys_batch + (n, n))
+        A3 = A3.reshape(S, n, n)
+    Xs, iters, res, status = _ops().cg_dense.default(
+        A3, B.reshape(S, n), X.reshape(S, n), minv.reshape(S, n) if minv is not None else None,
+        tol.reshape(S).contiguous(), int(maxiter))
+    return (Xs.reshape(sys_batch + (n,)), iters.reshape(sys_batch), res.reshape(sys_batch),
+            status.reshape(sys_batch))
+
+
+def _dot(a, b):
+    return (a * b).sum(-1)
+
+
+def _loop(apply_A, apply_M, minv, B, X, tol, maxiter, callback, to_b_layout):
+    """Per-system CG on any operator: masked updates, the fused native update step."""
+    ops = _ops()
+    shape = B.shape
+    n = shape[-1]
+    S = B.numel() // n if n else 0
+    R = (B - _apply(apply_A, X)).contiguous()
+    Z = _precond(apply_M, minv, R)
+    P = Z.clone()
+    rr = _dot(R, R).contiguous()
+    rz = _dot(R, Z) if Z is not R else rr.clone()
+    tol2 = tol * tol
+    status = torch.full(shape[:-1], CG_RUNNING, dtype=torch.int32, device=B.device)
+    status[rr <= tol2] = CG_CONVERGED
+    status[(status == CG_RUNNING) & ~(rz > 0)] = CG_BREAKDOWN
+    iters = torch.zeros(shape[:-1], dtype=torch.int32, device=B.device)
+    active = status == CG_RUNNING
+    every = _CHECK_EVERY.get(B.device.type, 8)
+    zero = torch.zeros((), dtype=B.dtype, device=B.device)
+    for it in range(maxiter):
+        if it % every == 0 and not bool(active.any()):
+            break
+        AP = _apply(apply_A, P)
+        pAp = _dot(P, AP)
+        bad = active & ~(torch.isfinite(pAp) & (pAp > 0))
+        status.masked_fill_(bad, CG_BREAKDOWN)
+        active = active & ~bad
+        alpha = torch.where(active, rz / torch.where(active, pAp, 1), zero)
+        ops.cg_update_.default(X.view(S, n), R.view(S, n), rr.view(S), P.view(S, n), AP.reshape(S, n),
+                               alpha.reshape(S), active.reshape(S))
+        iters += active
+        done = active & (rr <= tol2)
+        status.masked_fill_(done, CG_CONVERGED)
+        nonfinite = active & ~torch.isfinite(rr)
+        status.masked_fill_(nonfinite, CG_BREAKDOWN)
+        active = active & ~done & ~nonfinite
+        if callback is not None:
+            callback(to_b_layout(X))
+        if apply_M is None and minv is None:
+            Z, rz_new = R, rr
+        else:
+            Z = _precond(apply_M, minv, R)
+            rz_new = _dot(R, Z)
+        bad = active & ~(rz_new > 0)
+        status.masked_fill_(bad, CG_BREAKDOWN)
+        active = active & ~bad
+        beta = torch.where(active, rz_new / torch.where(active, rz, 1), zero)
+        P = torch.where(active.unsqueeze(-1), Z + beta.unsqueeze(-1) * P, P)
+        rz = torch.where(active, rz_new, rz)
+    return X, iters, rr.clamp_min(0).sqrt(), status
+
+
+def _apply(apply_A, rows):
+    out = apply_A(rows)
+    return out if out.is_contiguous() else out.contiguous()
+
+
+def _precond(apply_M, minv, R):
+    if minv is not None:
+        return R * minv
+    if apply_M is not None:
+        return _apply(apply_M, R)
+    return R
+
+
+def _loop_global(apply_A, apply_M, minv, B, X, tol, maxiter, callback, to_b_layout):
+    """One CG on the block-diagonal system of the whole batch: alpha and beta are shared
+    (DDS's batched CG); the stopping rule uses the residual norm over the whole batch."""
+    ops = _ops()
+    shape = B.shape
+    n = shape[-1]
+    S = B.numel() // n if n else 0
+    R = (B - _apply(apply_A, X)).contiguous()
+    Z = _precond(apply_M, minv, R)
+    P = Z.clone()
+    rr = _dot(R, R).contiguous()
+    rz = float(_dot(R, Z).sum())
+    tol_all = float(tol.reshape(-1)[0]) if tol.numel() else 0.0
+    status = CG_RUNNING
+    it = 0
+    ones = torch.ones(S, dtype=torch.bool, device=B.device)
+    if float(rr.sum()) <= tol_all ** 2:
+        status = CG_CONVERGED
+    elif not rz > 0:
+        status = CG_BREAKDOWN
+    while status == CG_RUNNING and it < maxiter:
+        AP = _apply(apply_A, P)
+        pAp = float(_dot(P, AP).sum())
+        if not (pAp > 0 and pAp < float("inf")):
+            status = CG_BREAKDOWN
+            break
+        alpha = torch.full((S,), rz / pAp, dtype=B.dtype, device=B.device)
+        ops.cg_update_.default(X.view(S, n), R.view(S, n), rr.view(S), P.view(S, n), AP.reshape(S, n), alpha, ones)
+        it += 1
+        if callback is not None:
+            callback(to_b_layout(X))
+        rr_all = float(rr.sum())
+        if rr_all <= tol_all ** 2:
+            status = CG_CONVERGED
+            break
+        if not rr_all < float("inf"):
+            status = CG_BREAKDOWN
+            break
+        Z = _precond(apply_M, minv, R)
+        rz_new = float(_dot(R, Z).sum()) if Z is not R else rr_all
+        if not rz_new > 0:
+            status = CG_BREAKDOWN
+            break
+        P = Z + (rz_new / rz) * P
+        rz = rz_new
+    st = torch.full(shape[:-1], status, dtype=torch.int32, device=B.device)
+    iters = torch.full(shape[:-1], it, dtype=torch.int32, device=B.device)
+    return X, iters, rr.clamp_min(0).sqrt(), st
+
+
+def _report(fn, converged, status, res, tol, maxiter) -> None:
+    total = converged.numel()
+    if total == 0:
+        return
+    nconv = int(converged.sum())
+    if nconv == total:
+        return
+    broke = status == CG_BREAKDOWN
+    nbroke = int(broke.sum())
+    notc = ~converged
+    ratio = (res / tol.clamp_min(torch.finfo(res.dtype).tiny))[notc]
+    worst = int(torch.argmax(ratio)) if ratio.numel() else 0
+    wres, wtol = float(res[notc][worst]), float(tol[notc][worst])
+    parts = [f"{fn}: {total - nconv} of {total} systems did not converge"]
+    if total - nconv - nbroke:
+        parts.append(f"{total - nconv - nbroke} reached maxiter={maxiter}")
+    if nbroke:
+        parts.append(f"{nbroke} broke down (p^T A p <= 0 or r^T M r <= 0: A or M is not SPD, or non-finite values)")
+    parts.append(f"worst residual ||b - Ax|| = {wres:.3e} vs tolerance max(rtol*||b||, atol) = {wtol:.3e}")
+    warnings.warn("; ".join(parts), NotConvergedWarning, stacklevel=3)

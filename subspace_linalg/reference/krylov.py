@@ -1,0 +1,74 @@
+"""Pure-torch references of the Krylov family's native ops (the fallback on devices
+without a native kernel, and the composition the native kernels are benchmarked against).
+
+Status codes of the batched solver (shared with the native kernels):
+``CG_RUNNING = 0`` (stopped at maxiter), ``CG_CONVERGED = 1``, ``CG_BREAKDOWN = 2``
+(p^T A p <= 0 or r^T M^-1 r <= 0 or a non-finite value: A or M is not SPD).
+"""
+from __future__ import annotations
+
+import torch
+
+CG_RUNNING, CG_CONVERGED, CG_BREAKDOWN = 0, 1, 2
+
+
+def cg_update_(x: torch.Tensor, r: torch.Tensor, rr: torch.Tensor, p: torch.Tensor, Ap: torch.Tensor,
+               alpha: torch.Tensor, active: torch.Tensor) -> None:
+    """In place, for each system s (row) with ``active[s]``: ``x += alpha p``,
+    ``r -= alpha Ap``, ``rr = r . r``; inactive rows are left untouched.
+    x, r, p, Ap: (S, n); rr, alpha: (S,) of the same dtype; active: (S,) bool."""
+    m = active.unsqueeze(-1)
+    a = alpha.unsqueeze(-1)
+    x.copy_(torch.where(m, x + a * p, x))
+    r.copy_(torch.where(m, r - a * Ap, r))
+    rr.copy_(torch.where(active, (r * r).sum(-1), rr))
+
+
+def cg_dense(A: torch.Tensor, b: torch.Tensor, x0: torch.Tensor, minv: torch.Tensor | None, tol: torch.Tensor,
+             maxiter: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Batched CG on small dense SPD systems, each stopping on its own.
+
+    A: (S, n, n) or (1, n, n) (shared); b, x0: (S, n); minv: (S, n) inverse Jacobi diagonal
+    or None; tol: (S,) absolute residual tolerances. System s stops when
+    ``||r_s|| <= tol[s]`` (recursive residual), at breakdown, or after ``maxiter``
+    iterations. Returns (x (S, n), iterations int32 (S,), residual norm (S,), status
+    int32 (S,))."""
+    S, n = b.shape
+    x = x0.clone()
+    r = b - (A @ x.unsqueeze(-1)).squeeze(-1)
+    z = r * minv if minv is not None else r
+    p = z.clone()
+    rz = (r * z).sum(-1)
+    rr = (r * r).sum(-1)
+    tol2 = tol * tol
+    status = torch.zeros(S, dtype=torch.int32, device=b.device)
+    status = torch.where(rr <= tol2, CG_CONVERGED, status).to(torch.int32)
+    status = torch.where((rz <= 0) & (status == CG_RUNNING), CG_BREAKDOWN, status).to(torch.int32)
+    iters = torch.zeros(S, dtype=torch.int32, device=b.device)
+    zero = torch.zeros((), dtype=b.dtype, device=b.device)
+    for _ in range(maxiter):
+        active = status == CG_RUNNING
+        if not bool(active.any()):
+            break
+        Ap = (A @ p.unsqueeze(-1)).squeeze(-1)
+        pAp = (p * Ap).sum(-1)
+        bad = active & ~(pAp > 0)
+        status = torch.where(bad, CG_BREAKDOWN, status).to(torch.int32)
+        active = active & ~bad
+        alpha = torch.where(active, rz / torch.where(active, pAp, 1), zero)
+        cg_update_(x, r, rr, p, Ap, alpha, active)
+        iters += active.to(torch.int32)
+        done = active & (rr <= tol2)
+        status = torch.where(done, CG_CONVERGED, status).to(torch.int32)
+        nonfinite = active & ~torch.isfinite(rr)
+        status = torch.where(nonfinite, CG_BREAKDOWN, status).to(torch.int32)
+        active = active & ~done & ~nonfinite
+        z = r * minv if minv is not None else r
+        rz_new = (r * z).sum(-1) if minv is not None else rr
+        bad = active & ~(rz_new > 0)
+        status = torch.where(bad, CG_BREAKDOWN, status).to(torch.int32)
+        active = active & ~bad
+        beta = torch.where(active, rz_new / torch.where(active, rz, 1), zero).unsqueeze(-1)
+        p = torch.where(active.unsqueeze(-1), z + beta * p, p)
+        rz = torch.where(active, rz_new, rz)
+    return x, iters, rr.clamp_min(0).sqrt(), status
