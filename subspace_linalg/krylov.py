@@ -137,7 +137,7 @@ def cg(A, b: torch.Tensor, *, x0: torch.Tensor | None = None, M=None, rtol: floa
                   and isinstance(op, DenseOperator) and 0 < n <= DENSE_NATIVE_MAX_N
                   and B.device.type in ("cpu", "cuda") and _native.available())
     if use_native:
-        out = _native_dense(op, B, X, minv, tol, maxiter, sys_batch, n)
+        out = _native_dense(op, B, X, minv, tol, maxiter, sys_batch, n, columns)
     elif reduction == "global":
         out = _loop_global(apply_A, apply_M, minv, B, X, tol, maxiter, callback, to_b_layout)
     else:
@@ -184,13 +184,15 @@ def _preconditioner(fn, M, op, columns, n, sys_batch, B):
     raise TypeError(f"{fn}: M must be None, 'jacobi', an operator or a callable, got {type(M).__name__}")
 
 
-def _native_dense(op: DenseOperator, B, X, minv, tol, maxiter, sys_batch, n):
+def _native_dense(op: DenseOperator, B, X, minv, tol, maxiter, sys_batch, n, columns):
     Ad = op.A
+    if columns and Ad.dim() > 2:  # one matrix for the r columns of each batch element
+        Ad = Ad.unsqueeze(-3)
     S = B.numel() // n if n else 0
     if Ad.dim() == 2:
         A3 = Ad.unsqueeze(0)
     else:
-        A3 = Ad if tuple(Ad.shape[:-2]) == tuple(sys_batch) else Ad.expand(sys_batch + (n, n))
+        A3 = Ad if tuple(Ad.shape[:-2]) == tuple(sys_batch) else Ad.expand(sys_batch + (n, n))  # copies
         A3 = A3.reshape(S, n, n)
     Xs, iters, res, status = _ops().cg_dense.default(
         A3, B.reshape(S, n), X.reshape(S, n), minv.reshape(S, n) if minv is not None else None,
