@@ -217,6 +217,8 @@ def as_operator(A, *, fn: str = "as_operator", name: str = "A", square: bool = T
     if isinstance(A, LinearOperator):
         op = A
     elif isinstance(A, torch.Tensor):
+        if A.dtype not in FLOATING:
+            raise TypeError(f"{fn}: {name} must have dtype float32 or float64, got {A.dtype}")
         if A.layout == torch.sparse_csr:
             if A.dim() != 2:
                 raise ValueError(f"{fn}: a sparse CSR {name} must be 2-D, got shape {tuple(A.shape)}")
