@@ -206,55 +206,42 @@ def _dot(a, b):
 
 
 def _loop(apply_A, apply_M, minv, B, X, tol, maxiter, callback, to_b_layout):
-    """Per-system CG on any operator: masked updates, the fused native update step."""
-    ops = _ops()
+    """Per-system CG on any operator: between two operator applications everything is two
+    native calls (cg_step: p.Ap, breakdown test, x/r update, r.r, convergence flag;
+    cg_direction: the new search direction), masked by each system's status."""
+    from ._ops import krylov as kops
+
     shape = B.shape
     n = shape[-1]
     S = B.numel() // n if n else 0
     R = (B - _apply(apply_A, X)).contiguous()
-    Z = _precond(apply_M, minv, R)
-    P = Z.clone()
-    rr = _dot(R, R).contiguous()
-    rz = _dot(R, Z) if Z is not R else rr.clone()
-    tol2 = tol * tol
-    status = torch.full(shape[:-1], CG_RUNNING, dtype=torch.int32, device=B.device)
-    status[rr <= tol2] = CG_CONVERGED
-    status[(status == CG_RUNNING) & ~(rz > 0)] = CG_BREAKDOWN
-    iters = torch.zeros(shape[:-1], dtype=torch.int32, device=B.device)
-    active = status == CG_RUNNING
+    precond = apply_M is not None or minv is not None
+    Z = _precond(apply_M, minv, R) if precond else R
+    P = Z.clone(memory_format=torch.contiguous_format)
+    rr = _dot(R, R).reshape(S).contiguous()
+    rz = _dot(R, Z).reshape(S).contiguous() if precond else rr.clone()
+    tol2 = (tol * tol).reshape(S).contiguous()
+    status = torch.full((S,), CG_RUNNING, dtype=torch.int32, device=B.device)
+    status.masked_fill_(rr <= tol2, CG_CONVERGED)
+    status.masked_fill_((status == CG_RUNNING) & ~(torch.isfinite(rz) & (rz > 0)), CG_BREAKDOWN)
+    iters = torch.zeros(S, dtype=torch.int32, device=B.device)
     every = _CHECK_EVERY.get(B.device.type, 8)
-    zero = torch.zeros((), dtype=B.dtype, device=B.device)
+    X2, R2, P2 = X.view(S, n), R.view(S, n), P.view(S, n)
     for it in range(maxiter):
-        if it % every == 0 and not bool(active.any()):
+        if it % every == 0 and not bool((status == CG_RUNNING).any()):
             break
-        AP = _apply(apply_A, P)
-        pAp = _dot(P, AP)
-        bad = active & ~(torch.isfinite(pAp) & (pAp > 0))
-        status.masked_fill_(bad, CG_BREAKDOWN)
-        active = active & ~bad
-        alpha = torch.where(active, rz / torch.where(active, pAp, 1), zero)
-        ops.cg_update_.default(X.view(S, n), R.view(S, n), rr.view(S), P.view(S, n), AP.reshape(S, n),
-                               alpha.reshape(S), active.reshape(S))
-        iters += active
-        done = active & (rr <= tol2)
-        status.masked_fill_(done, CG_CONVERGED)
-        nonfinite = active & ~torch.isfinite(rr)
-        status.masked_fill_(nonfinite, CG_BREAKDOWN)
-        active = active & ~done & ~nonfinite
+        AP = _apply(apply_A, P).reshape(S, n)
+        kops.cg_step(X2, R2, rr, status, iters, P2, AP, rz, tol2)
         if callback is not None:
             callback(to_b_layout(X))
-        if apply_M is None and minv is None:
-            Z, rz_new = R, rr
+        if precond:
+            Z = _precond(apply_M, minv, R).reshape(S, n).contiguous()
+            rz_new = _dot(Z, R2).contiguous()
         else:
-            Z = _precond(apply_M, minv, R)
-            rz_new = _dot(R, Z)
-        bad = active & ~(rz_new > 0)
-        status.masked_fill_(bad, CG_BREAKDOWN)
-        active = active & ~bad
-        beta = torch.where(active, rz_new / torch.where(active, rz, 1), zero)
-        P = torch.where(active.unsqueeze(-1), Z + beta.unsqueeze(-1) * P, P)
-        rz = torch.where(active, rz_new, rz)
-    return X, iters, rr.clamp_min(0).sqrt(), status
+            Z, rz_new = R2, rr
+        kops.cg_direction(P2, Z, rz_new, rz, status)
+    sb = shape[:-1]
+    return X, iters.reshape(sb), rr.clamp_min(0).sqrt().reshape(sb), status.reshape(sb)
 
 
 def _apply(apply_A, rows):

@@ -56,7 +56,7 @@ def _cases():
 
 @pytest.mark.parametrize("kind,size,layout,dtype", _cases())
 def test_cg_matches_scipy(kind, size, layout, dtype, gen):
-    g = gen(hash((kind, size, layout, str(dtype))) & 0xFFFF)
+    g = gen(f"{kind}-{size}-{layout}-{dtype}")
     if kind.startswith("spd"):
         A64 = spd(80, size, g, spread=kind[4:])
         Asp = A64.numpy()
@@ -76,7 +76,9 @@ def test_cg_matches_scipy(kind, size, layout, dtype, gen):
     # iteration counts within a few of scipy's at equal rtol, same precision
     np_dtype = np.float64 if dtype == torch.float64 else np.float32
     _, info, its = scipy_cg_iters(Asp.astype(np_dtype), b64.numpy().astype(np_dtype), rt)
-    if info == 0:
+    # float32 at kappa 1e6 is rounding-dominated: iteration counts of two correct float32
+    # CGs differ by tens of percent there, so only the residual bound is checked
+    if info == 0 and not (dtype == torch.float32 and size >= 1e6):
         # within 3; where rounding dominates (more iterations than n: finite-precision CG's
         # delay, sensitive to the order of summation) within 10 %
         slack = 3 if its < n else max(3, int(0.1 * its))
@@ -273,6 +275,56 @@ def test_cg_update_matches_reference(device, dtype, S, n, gen):
     assert torch.equal(mine[0][inactive], args[0][inactive]) and torch.equal(mine[2][inactive], args[2][inactive])
 
 
+def _step_inputs(S, n, dtype, device, g):
+    mk = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64).to(dtype=dtype, device=device)  # noqa: E731
+    p = mk(S, n)
+    Ap = p * mk(S, n).abs()  # p.Ap > 0 ...
+    Ap[1] = -Ap[1]  # ... except system 1: breakdown
+    status = (torch.arange(S, dtype=torch.int32) % 5 == 4).to(torch.int32).to(device)  # some already converged
+    iters = torch.full((S,), 3, dtype=torch.int32, device=device)
+    rz = mk(S).abs() * 0.1
+    tol2 = torch.full((S,), 1e-3, dtype=dtype, device=device)
+    tol2[2] = 1e9  # system 2 converges at this step
+    return [mk(S, n), mk(S, n), mk(S).abs(), status, iters, p, Ap, rz, tol2]
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("S,n", [(9, 33), (5, 5000), (3, 70000)])
+def test_cg_step_and_direction_match_reference(device, dtype, S, n, gen):
+    from subspace_linalg._ops import krylov as kops
+
+    args = _step_inputs(S, n, dtype, device, gen(S * n + 1))
+    mine, theirs, eager = ([a.clone() for a in args] for _ in range(3))
+    torch.ops.subspace_linalg.cg_step_.default(*mine)
+    ref.cg_step_(*theirs)
+    kops.cg_step(*eager)
+    tol = table_rtol("transform", dtype, n)
+    for got in (mine, eager):
+        for a, b in zip(got[:3], theirs[:3]):
+            assert float((a - b).norm() / b.norm()) <= tol
+        assert torch.equal(got[3], theirs[3]) and torch.equal(got[4], theirs[4])
+    assert theirs[3].tolist()[:3] == [ref.CG_RUNNING, ref.CG_BREAKDOWN, ref.CG_CONVERGED]
+    # direction: z, rz_new with one breakdown (rz_new <= 0)
+    g = gen(S + n)
+    p = torch.randn(S, n, generator=g, dtype=torch.float64).to(dtype=dtype, device=device)
+    z = torch.randn(S, n, generator=g, dtype=torch.float64).to(dtype=dtype, device=device)
+    rz_new = torch.rand(S, generator=g, dtype=torch.float64).to(dtype=dtype, device=device) + 0.1
+    rz_new[0] = -1.0
+    rz = torch.rand(S, generator=g, dtype=torch.float64).to(dtype=dtype, device=device) + 0.1
+    st = torch.zeros(S, dtype=torch.int32, device=device)
+    st[-1] = ref.CG_CONVERGED
+    d_args = [p, z, rz_new, rz, st]
+    mine, theirs, eager = ([a.clone() for a in d_args] for _ in range(3))
+    torch.ops.subspace_linalg.cg_direction_.default(*mine)
+    ref.cg_direction_(*theirs)
+    kops.cg_direction(*eager)
+    for got in (mine, eager):
+        assert float((got[0] - theirs[0]).norm() / theirs[0].norm()) <= tol
+        assert torch.equal(got[3], theirs[3]) and torch.equal(got[4], theirs[4])
+    assert int(theirs[4][0]) == ref.CG_BREAKDOWN and torch.equal(theirs[0][-1], p[-1])
+
+
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_cg_dense_native_matches_reference(device, dtype, gen):
@@ -299,6 +351,11 @@ def test_opcheck(device, gen):
     g = gen(12)
     args = _update_inputs(5, 17, torch.float64, device, g)
     torch.library.opcheck(torch.ops.subspace_linalg.cg_update_.default, args)
+    torch.library.opcheck(torch.ops.subspace_linalg.cg_step_.default, _step_inputs(6, 11, torch.float64, device, g))
+    p, z = (torch.randn(4, 9, generator=g, dtype=torch.float64).to(device) for _ in range(2))
+    rz_new, rz = (torch.rand(4, generator=g, dtype=torch.float64).to(device) + 0.1 for _ in range(2))
+    torch.library.opcheck(torch.ops.subspace_linalg.cg_direction_.default,
+                          (p, z, rz_new, rz, torch.zeros(4, dtype=torch.int32, device=device)))
     A = spd(8, 10.0, g, batch=(3,)).to(device)
     b = torch.randn(3, 8, generator=g, dtype=torch.float64).to(device)
     tol = torch.full((3,), 1e-8, dtype=torch.float64, device=device)

@@ -45,6 +45,36 @@ std::size_t cg_update_workspace_bytes(int dtype, std::int64_t S, std::int64_t n,
   return static_cast<std::size_t>(S * chunks) * static_cast<std::size_t>(dtype == 1 ? 8 : 4);
 }
 
+std::size_t cg_step_workspace_bytes(int dtype, std::int64_t S, std::int64_t n, bool cuda) {
+  if (!cuda || n <= kCgUpdateWarpMaxN || S <= 0) return 0;
+  const std::int64_t chunks = (n + kCgUpdateChunk - 1) / kCgUpdateChunk;
+  return static_cast<std::size_t>(S * chunks + S) * static_cast<std::size_t>(dtype == 1 ? 8 : 4);
+}
+
+std::size_t cg_direction_workspace_bytes(int dtype, std::int64_t S, bool cuda) {
+  if (!cuda || S <= 0) return 0;
+  return static_cast<std::size_t>(S) * static_cast<std::size_t>(dtype == 1 ? 8 : 4);
+}
+
+Status cg_step_check(int dtype, const CgStepArgs& a) {
+  SL_REQUIRE(dtype == static_cast<int>(DType::F32) || dtype == static_cast<int>(DType::F64),
+             "cg_step: dtype must be f32 or f64, got code " + std::to_string(dtype));
+  SL_REQUIRE(a.S >= 0 && a.n >= 0, "cg_step: negative size");
+  if (a.S == 0) return Status::ok();
+  SL_REQUIRE(a.x && a.r && a.rr && a.status && a.iters && a.p && a.Ap && a.rz && a.tol2,
+             "cg_step: null data pointer");
+  return Status::ok();
+}
+
+Status cg_direction_check(int dtype, const CgDirectionArgs& a) {
+  SL_REQUIRE(dtype == static_cast<int>(DType::F32) || dtype == static_cast<int>(DType::F64),
+             "cg_direction: dtype must be f32 or f64, got code " + std::to_string(dtype));
+  SL_REQUIRE(a.S >= 0 && a.n >= 0, "cg_direction: negative size");
+  if (a.S == 0) return Status::ok();
+  SL_REQUIRE(a.p && a.z && a.rz_new && a.rz && a.status, "cg_direction: null data pointer");
+  return Status::ok();
+}
+
 std::int64_t cg_dense_max_n(bool cuda) { return cuda ? kCgDenseCudaMaxN : (std::int64_t{1} << 24); }
 
 namespace {
@@ -53,7 +83,7 @@ template <typename T>
 Status update_run(std::int64_t S, std::int64_t n, T* x, T* r, T* rr, const T* p, const T* Ap, const T* alpha,
                   const std::uint8_t* active) {
   const int nt = max_threads();
-  if (S >= nt || n < 4096) {
+  if (S >= nt || n < 65536) {
 #pragma omp parallel for schedule(static) if (S * n >= 16384)
     for (std::int64_t s = 0; s < S; ++s) {
       if (!active[s]) continue;
@@ -105,6 +135,101 @@ inline T dot(const T* __restrict a, const T* __restrict b, std::int64_t n) {
 template <typename T>
 inline void matvec(const T* __restrict A, const T* __restrict v, T* __restrict out, std::int64_t n) {
   for (std::int64_t i = 0; i < n; ++i) out[i] = dot(A + i * n, v, n);
+}
+
+// one system's step; par: parallelise the two passes over the row (few long systems)
+template <typename T>
+inline void step_one(const CgStepArgs& a, std::int64_t s, bool par) {
+  if (a.status[s] != kCgRunning) return;
+  const std::int64_t n = a.n;
+  T* __restrict xs = static_cast<T*>(a.x) + s * n;
+  T* __restrict rs = static_cast<T*>(a.r) + s * n;
+  const T* __restrict ps = static_cast<const T*>(a.p) + s * n;
+  const T* __restrict qs = static_cast<const T*>(a.Ap) + s * n;
+  T pq = T(0);
+  if (par) {
+#pragma omp parallel for simd schedule(static) reduction(+ : pq)
+    for (std::int64_t j = 0; j < n; ++j) pq += ps[j] * qs[j];
+  } else {
+    pq = dot(ps, qs, n);
+  }
+  if (!(pq > T(0)) || !std::isfinite(pq)) {
+    a.status[s] = kCgBreakdown;
+    return;
+  }
+  const T alpha = static_cast<const T*>(a.rz)[s] / pq;
+  T acc = T(0);
+  if (par) {
+#pragma omp parallel for simd schedule(static) reduction(+ : acc)
+    for (std::int64_t j = 0; j < n; ++j) {
+      xs[j] += alpha * ps[j];
+      const T rj = rs[j] - alpha * qs[j];
+      rs[j] = rj;
+      acc += rj * rj;
+    }
+  } else {
+#pragma omp simd reduction(+ : acc)
+    for (std::int64_t j = 0; j < n; ++j) {
+      xs[j] += alpha * ps[j];
+      const T rj = rs[j] - alpha * qs[j];
+      rs[j] = rj;
+      acc += rj * rj;
+    }
+  }
+  static_cast<T*>(a.rr)[s] = acc;
+  a.iters[s] += 1;
+  if (acc <= static_cast<const T*>(a.tol2)[s]) {
+    a.status[s] = kCgConverged;
+  } else if (!std::isfinite(acc)) {
+    a.status[s] = kCgBreakdown;
+  }
+}
+
+template <typename T>
+Status step_run(const CgStepArgs& a) {
+  const int nt = max_threads();
+  if (a.S >= nt || a.n < 65536) {
+#pragma omp parallel for schedule(static) if (a.S * a.n >= 16384)
+    for (std::int64_t s = 0; s < a.S; ++s) step_one<T>(a, s, false);
+  } else {
+    for (std::int64_t s = 0; s < a.S; ++s) step_one<T>(a, s, true);
+  }
+  return Status::ok();
+}
+
+template <typename T>
+inline void direction_one(const CgDirectionArgs& a, std::int64_t s, bool par) {
+  if (a.status[s] != kCgRunning) return;
+  const T rzn = static_cast<const T*>(a.rz_new)[s];
+  T* rz = static_cast<T*>(a.rz) + s;
+  if (!(rzn > T(0)) || !std::isfinite(rzn)) {
+    a.status[s] = kCgBreakdown;
+    return;
+  }
+  const T beta = rzn / *rz;
+  *rz = rzn;
+  const std::int64_t n = a.n;
+  T* ps = static_cast<T*>(a.p) + s * n;
+  const T* zs = static_cast<const T*>(a.z) + s * n;
+  if (par) {
+#pragma omp parallel for simd schedule(static)
+    for (std::int64_t j = 0; j < n; ++j) ps[j] = zs[j] + beta * ps[j];
+  } else {
+#pragma omp simd
+    for (std::int64_t j = 0; j < n; ++j) ps[j] = zs[j] + beta * ps[j];
+  }
+}
+
+template <typename T>
+Status direction_run(const CgDirectionArgs& a) {
+  const int nt = max_threads();
+  if (a.S >= nt || a.n < 65536) {
+#pragma omp parallel for schedule(static) if (a.S * a.n >= 16384)
+    for (std::int64_t s = 0; s < a.S; ++s) direction_one<T>(a, s, false);
+  } else {
+    for (std::int64_t s = 0; s < a.S; ++s) direction_one<T>(a, s, true);
+  }
+  return Status::ok();
 }
 
 template <typename T>
@@ -223,6 +348,24 @@ Status cg_update_cpu(int dtype, std::int64_t S, std::int64_t n, void* x, void* r
     using T = decltype(tag);
     return update_run<T>(S, n, static_cast<T*>(x), static_cast<T*>(r), static_cast<T*>(rr),
                          static_cast<const T*>(p), static_cast<const T*>(Ap), static_cast<const T*>(alpha), active);
+  });
+}
+
+Status cg_step_cpu(int dtype, const CgStepArgs& a) {
+  SL_RETURN_IF_ERROR(cg_step_check(dtype, a));
+  if (a.S == 0) return Status::ok();
+  return dispatch_real(dtype, "cg_step", [&](auto tag) {
+    using T = decltype(tag);
+    return step_run<T>(a);
+  });
+}
+
+Status cg_direction_cpu(int dtype, const CgDirectionArgs& a) {
+  SL_RETURN_IF_ERROR(cg_direction_check(dtype, a));
+  if (a.S == 0) return Status::ok();
+  return dispatch_real(dtype, "cg_direction", [&](auto tag) {
+    using T = decltype(tag);
+    return direction_run<T>(a);
   });
 }
 

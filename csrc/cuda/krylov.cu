@@ -219,6 +219,172 @@ __global__ void cg_dense_kernel(CgDenseArgs a) {
   }
 }
 
+
+// ---- cg_step ---------------------------------------------------------------------------
+template <typename T>
+__device__ __forceinline__ bool finite_pos_(T v) {
+  return v > T(0) && isfinite(v);
+}
+
+template <typename T>
+__global__ void cg_step_warp_kernel(CgStepArgs a) {
+  const int lane = threadIdx.x & 31;
+  const std::int64_t s = static_cast<std::int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  if (s >= a.S || a.status[s] != kCgRunning) return;  // whole warps leave together
+  const std::int64_t n = a.n, off = s * n;
+  T* x = static_cast<T*>(a.x) + off;
+  T* r = static_cast<T*>(a.r) + off;
+  const T* p = static_cast<const T*>(a.p) + off;
+  const T* q = static_cast<const T*>(a.Ap) + off;
+  T pq = T(0);
+  for (std::int64_t j = lane; j < n; j += 32) pq += p[j] * q[j];
+  pq = warp_sum(pq);  // every lane holds the sum
+  if (!finite_pos_(pq)) {
+    if (lane == 0) a.status[s] = kCgBreakdown;
+    return;
+  }
+  const T alpha = static_cast<const T*>(a.rz)[s] / pq;
+  T acc = T(0);
+  for (std::int64_t j = lane; j < n; j += 32) {
+    x[j] += alpha * p[j];
+    const T rj = r[j] - alpha * q[j];
+    r[j] = rj;
+    acc += rj * rj;
+  }
+  acc = warp_sum(acc);
+  if (lane == 0) {
+    static_cast<T*>(a.rr)[s] = acc;
+    a.iters[s] += 1;
+    if (acc <= static_cast<const T*>(a.tol2)[s]) {
+      a.status[s] = kCgConverged;
+    } else if (!isfinite(acc)) {
+      a.status[s] = kCgBreakdown;
+    }
+  }
+}
+
+// long rows, pass 1: partial p.Ap per chunk
+template <typename T>
+__global__ void cg_step_dot_kernel(CgStepArgs a, std::int64_t chunks, T* __restrict__ partial) {
+  __shared__ T red[32];
+  const std::int64_t s = blockIdx.x / chunks, c = blockIdx.x % chunks;
+  if (s >= a.S || a.status[s] != kCgRunning) return;
+  const std::int64_t off = s * a.n, lo = c * kCgUpdateChunk;
+  const std::int64_t hi = lo + kCgUpdateChunk < a.n ? lo + kCgUpdateChunk : a.n;
+  const T* p = static_cast<const T*>(a.p) + off;
+  const T* q = static_cast<const T*>(a.Ap) + off;
+  T acc = T(0);
+  for (std::int64_t j = lo + threadIdx.x; j < hi; j += blockDim.x) acc += p[j] * q[j];
+  acc = warp_sum(acc);
+  if ((threadIdx.x & 31) == 0) red[threadIdx.x / 32] = acc;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    T t = T(0);
+    for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) t += red[w];
+    partial[s * chunks + c] = t;
+  }
+}
+
+// long rows, pass 2: alpha per system (or breakdown), one warp per system
+template <typename T>
+__global__ void cg_step_alpha_kernel(CgStepArgs a, std::int64_t chunks, const T* __restrict__ partial,
+                                     T* __restrict__ alpha) {
+  const int lane = threadIdx.x & 31;
+  const std::int64_t s = static_cast<std::int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  if (s >= a.S || a.status[s] != kCgRunning) return;
+  T acc = T(0);
+  for (std::int64_t c = lane; c < chunks; c += 32) acc += partial[s * chunks + c];
+  acc = warp_sum(acc);
+  if (lane == 0) {
+    if (!finite_pos_(acc)) {
+      a.status[s] = kCgBreakdown;
+    } else {
+      alpha[s] = static_cast<const T*>(a.rz)[s] / acc;
+    }
+  }
+}
+
+// long rows, pass 3: the update and partial r.r per chunk
+template <typename T>
+__global__ void cg_step_update_kernel(CgStepArgs a, std::int64_t chunks, const T* __restrict__ alpha,
+                                      T* __restrict__ partial) {
+  __shared__ T red[32];
+  const std::int64_t s = blockIdx.x / chunks, c = blockIdx.x % chunks;
+  if (s >= a.S || a.status[s] != kCgRunning) return;
+  const std::int64_t off = s * a.n, lo = c * kCgUpdateChunk;
+  const std::int64_t hi = lo + kCgUpdateChunk < a.n ? lo + kCgUpdateChunk : a.n;
+  T* x = static_cast<T*>(a.x) + off;
+  T* r = static_cast<T*>(a.r) + off;
+  const T* p = static_cast<const T*>(a.p) + off;
+  const T* q = static_cast<const T*>(a.Ap) + off;
+  const T al = alpha[s];
+  T acc = T(0);
+  for (std::int64_t j = lo + threadIdx.x; j < hi; j += blockDim.x) {
+    x[j] += al * p[j];
+    const T rj = r[j] - al * q[j];
+    r[j] = rj;
+    acc += rj * rj;
+  }
+  acc = warp_sum(acc);
+  if ((threadIdx.x & 31) == 0) red[threadIdx.x / 32] = acc;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    T t = T(0);
+    for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) t += red[w];
+    partial[s * chunks + c] = t;
+  }
+}
+
+// long rows, pass 4: r.r, iteration count and status, one warp per system
+template <typename T>
+__global__ void cg_step_finish_kernel(CgStepArgs a, std::int64_t chunks, const T* __restrict__ partial) {
+  const int lane = threadIdx.x & 31;
+  const std::int64_t s = static_cast<std::int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  if (s >= a.S || a.status[s] != kCgRunning) return;
+  T acc = T(0);
+  for (std::int64_t c = lane; c < chunks; c += 32) acc += partial[s * chunks + c];
+  acc = warp_sum(acc);
+  if (lane == 0) {
+    static_cast<T*>(a.rr)[s] = acc;
+    a.iters[s] += 1;
+    if (acc <= static_cast<const T*>(a.tol2)[s]) {
+      a.status[s] = kCgConverged;
+    } else if (!isfinite(acc)) {
+      a.status[s] = kCgBreakdown;
+    }
+  }
+}
+
+// ---- cg_direction ----------------------------------------------------------------------
+// per system: beta (or breakdown), rz <- rz_new
+template <typename T>
+__global__ void cg_direction_beta_kernel(CgDirectionArgs a, T* __restrict__ beta) {
+  const std::int64_t s = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (s >= a.S || a.status[s] != kCgRunning) return;
+  const T rzn = static_cast<const T*>(a.rz_new)[s];
+  T* rz = static_cast<T*>(a.rz);
+  if (!finite_pos_(rzn)) {
+    a.status[s] = kCgBreakdown;
+    return;
+  }
+  beta[s] = rzn / rz[s];
+  rz[s] = rzn;
+}
+
+// p = z + beta p over all elements of running systems
+template <typename T>
+__global__ void cg_direction_update_kernel(CgDirectionArgs a, const T* __restrict__ beta) {
+  const std::int64_t total = a.S * a.n;
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+  T* p = static_cast<T*>(a.p);
+  const T* z = static_cast<const T*>(a.z);
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride) {
+    const std::int64_t s = i / a.n;
+    if (a.status[s] != kCgRunning) continue;
+    p[i] = z[i] + beta[s] * p[i];
+  }
+}
+
 template <typename Fn>
 Status dispatch_real_cuda(int dtype, const char* op, Fn&& fn) {
   return dispatch_float<DeviceTypes>(dtype, op, [&](auto tag) -> Status {
@@ -267,6 +433,66 @@ Status cg_update_cuda(int dtype, std::int64_t S, std::int64_t n, void* x, void* 
     cg_update_finish_kernel<T><<<static_cast<unsigned>(warp_blocks), kThreads, 0, stream>>>(
         S, chunks, partial, static_cast<T*>(rr), active);
     SL_CUDA_CHECK_LAUNCH("cg_update_finish_kernel");
+    return Status::ok();
+  });
+}
+
+Status cg_step_cuda(int dtype, const CgStepArgs& a, void* ws, std::size_t ws_bytes, const Exec& exec) {
+  SL_RETURN_IF_ERROR(cg_step_check(dtype, a));
+  if (a.S == 0) return Status::ok();
+  const std::size_t need = cg_step_workspace_bytes(dtype, a.S, a.n, true);
+  SL_REQUIRE(ws_bytes >= need && (need == 0 || ws != nullptr),
+             "cg_step: workspace of " + std::to_string(need) + " bytes needed, got " + std::to_string(ws_bytes));
+  SL_CUDA_DEVICE_GUARD(exec);
+  const cudaStream_t stream = as_stream(exec.stream);
+  return dispatch_real_cuda(dtype, "cg_step", [&](auto tag) -> Status {
+    using T = decltype(tag);
+    const std::int64_t per_block = kThreads / 32;
+    const std::int64_t warp_blocks = (a.S + per_block - 1) / per_block;
+    SL_REQUIRE(warp_blocks <= 0x7fffffffLL, "cg_step: too many systems for one CUDA launch");
+    if (a.n <= kCgUpdateWarpMaxN) {
+      cg_step_warp_kernel<T><<<static_cast<unsigned>(warp_blocks), kThreads, 0, stream>>>(a);
+      SL_CUDA_CHECK_LAUNCH("cg_step_warp_kernel");
+      return Status::ok();
+    }
+    const std::int64_t chunks = (a.n + kCgUpdateChunk - 1) / kCgUpdateChunk;
+    SL_REQUIRE(a.S * chunks <= 0x7fffffffLL, "cg_step: too many chunks for one CUDA launch");
+    T* partial = static_cast<T*>(ws);
+    T* alpha = partial + a.S * chunks;
+    const unsigned cblocks = static_cast<unsigned>(a.S * chunks);
+    cg_step_dot_kernel<T><<<cblocks, kThreads, 0, stream>>>(a, chunks, partial);
+    SL_CUDA_CHECK_LAUNCH("cg_step_dot_kernel");
+    cg_step_alpha_kernel<T><<<static_cast<unsigned>(warp_blocks), kThreads, 0, stream>>>(a, chunks, partial, alpha);
+    SL_CUDA_CHECK_LAUNCH("cg_step_alpha_kernel");
+    cg_step_update_kernel<T><<<cblocks, kThreads, 0, stream>>>(a, chunks, alpha, partial);
+    SL_CUDA_CHECK_LAUNCH("cg_step_update_kernel");
+    cg_step_finish_kernel<T><<<static_cast<unsigned>(warp_blocks), kThreads, 0, stream>>>(a, chunks, partial);
+    SL_CUDA_CHECK_LAUNCH("cg_step_finish_kernel");
+    return Status::ok();
+  });
+}
+
+Status cg_direction_cuda(int dtype, const CgDirectionArgs& a, void* ws, std::size_t ws_bytes, const Exec& exec) {
+  SL_RETURN_IF_ERROR(cg_direction_check(dtype, a));
+  if (a.S == 0) return Status::ok();
+  const std::size_t need = cg_direction_workspace_bytes(dtype, a.S, true);
+  SL_REQUIRE(ws_bytes >= need && ws != nullptr,
+             "cg_direction: workspace of " + std::to_string(need) + " bytes needed, got " + std::to_string(ws_bytes));
+  SL_CUDA_DEVICE_GUARD(exec);
+  const cudaStream_t stream = as_stream(exec.stream);
+  return dispatch_real_cuda(dtype, "cg_direction", [&](auto tag) -> Status {
+    using T = decltype(tag);
+    T* beta = static_cast<T*>(ws);
+    const std::int64_t bblocks = (a.S + kThreads - 1) / kThreads;
+    SL_REQUIRE(bblocks <= 0x7fffffffLL, "cg_direction: too many systems for one CUDA launch");
+    cg_direction_beta_kernel<T><<<static_cast<unsigned>(bblocks), kThreads, 0, stream>>>(a, beta);
+    SL_CUDA_CHECK_LAUNCH("cg_direction_beta_kernel");
+    const std::int64_t total = a.S * a.n;
+    if (total == 0) return Status::ok();
+    std::int64_t blocks = (total + kThreads - 1) / kThreads;
+    if (blocks > 65535LL * 16) blocks = 65535LL * 16;  // grid-stride beyond this
+    cg_direction_update_kernel<T><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(a, beta);
+    SL_CUDA_CHECK_LAUNCH("cg_direction_update_kernel");
     return Status::ok();
   });
 }

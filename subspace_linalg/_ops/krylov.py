@@ -125,3 +125,134 @@ def _(A, b, x0, minv, tol, maxiter):
 def cg_dense_max_n(device_type: str) -> int:
     """Largest n the native whole-loop kernel takes on this device type."""
     return int(_native.lib().cg_dense_max_n(1 if device_type == "cuda" else 0))
+
+
+# --- cg_step_ / cg_direction_: the per-system CG loop on any operator ----------------------
+
+def _check_step(x, r, rr, status, iters, p, Ap, rz, tol2) -> None:
+    torch._check(x.dtype in FLOATING, lambda: f"cg_step_: x must be float32 or float64, got {x.dtype}")
+    torch._check(x.dim() == 2, lambda: f"cg_step_: x must be (S, n), got {tuple(x.shape)}")
+    for name, t in (("r", r), ("p", p), ("Ap", Ap)):
+        torch._check(t.shape == x.shape and t.dtype == x.dtype,
+                     lambda: f"cg_step_: {name} must match x {tuple(x.shape)} {x.dtype}, got {tuple(t.shape)} {t.dtype}")
+    for name, t in (("rr", rr), ("rz", rz), ("tol2", tol2)):
+        torch._check(t.shape == x.shape[:1] and t.dtype == x.dtype,
+                     lambda: f"cg_step_: {name} must be ({x.shape[0]},) {x.dtype}, got {tuple(t.shape)} {t.dtype}")
+    for name, t in (("status", status), ("iters", iters)):
+        torch._check(t.shape == x.shape[:1] and t.dtype == torch.int32,
+                     lambda: f"cg_step_: {name} must be ({x.shape[0]},) int32, got {tuple(t.shape)} {t.dtype}")
+
+
+@torch.library.custom_op("subspace_linalg::cg_step_", mutates_args=("x", "r", "rr", "status", "iters"))
+def cg_step_(x: torch.Tensor, r: torch.Tensor, rr: torch.Tensor, status: torch.Tensor, iters: torch.Tensor,
+             p: torch.Tensor, Ap: torch.Tensor, rz: torch.Tensor, tol2: torch.Tensor) -> None:
+    """The per-system CG step between two operator applications, in place (see
+    subspace_linalg.reference.krylov.cg_step_): p.Ap, breakdown test, x and r update,
+    r.r, iteration count and convergence flag, for every running system."""
+    _check_step(x, r, rr, status, iters, p, Ap, rz, tol2)
+    _ref.cg_step_(x, r, rr, status, iters, p, Ap, rz, tol2)
+
+
+@cg_step_.register_fake
+def _(x, r, rr, status, iters, p, Ap, rz, tol2):
+    _check_step(x, r, rr, status, iters, p, Ap, rz, tol2)
+
+
+def _step_native(x, r, rr, status, iters, p, Ap, rz, tol2) -> None:
+    """The native call; every tensor contiguous (the caller guarantees it)."""
+    C = _native.lib()
+    S, n = x.shape
+    code = _native.dtype_code(x.dtype)
+    ex = _native.exec_args(x)
+    nbytes = C.cg_step_workspace_bytes(code, S, n, ex[0]) if ex[0] else 0
+    ws = torch.empty(nbytes, dtype=torch.uint8, device=x.device) if nbytes else None
+    C.cg_step(code, S, n, x.data_ptr(), r.data_ptr(), rr.data_ptr(), status.data_ptr(), iters.data_ptr(),
+              p.data_ptr(), Ap.data_ptr(), rz.data_ptr(), tol2.data_ptr(),
+              ws.data_ptr() if ws is not None else 0, nbytes, ex)
+
+
+@cg_step_.register_kernel(("cpu", "cuda"))
+def _(x, r, rr, status, iters, p, Ap, rz, tol2):
+    _check_step(x, r, rr, status, iters, p, Ap, rz, tol2)
+    if x.numel() == 0:
+        return
+    mut = (x, r, rr, status, iters)
+    if not all(t.is_contiguous() for t in mut):
+        cs = [_contig(t) for t in mut]
+        _step_native(*cs, _contig(p), _contig(Ap), _contig(rz), _contig(tol2))
+        for t, c in zip(mut, cs):
+            if t is not c:
+                t.copy_(c)
+        return
+    _step_native(x, r, rr, status, iters, _contig(p), _contig(Ap), _contig(rz), _contig(tol2))
+
+
+def _check_direction(p, z, rz_new, rz, status) -> None:
+    torch._check(p.dtype in FLOATING and p.dim() == 2,
+                 lambda: f"cg_direction_: p must be (S, n) float32/float64, got {tuple(p.shape)} {p.dtype}")
+    torch._check(z.shape == p.shape and z.dtype == p.dtype, lambda: f"cg_direction_: z must match p {tuple(p.shape)}")
+    for name, t in (("rz_new", rz_new), ("rz", rz)):
+        torch._check(t.shape == p.shape[:1] and t.dtype == p.dtype,
+                     lambda: f"cg_direction_: {name} must be ({p.shape[0]},) {p.dtype}, got {tuple(t.shape)} {t.dtype}")
+    torch._check(status.shape == p.shape[:1] and status.dtype == torch.int32,
+                 lambda: f"cg_direction_: status must be ({p.shape[0]},) int32, got {tuple(status.shape)} {status.dtype}")
+
+
+@torch.library.custom_op("subspace_linalg::cg_direction_", mutates_args=("p", "rz", "status"))
+def cg_direction_(p: torch.Tensor, z: torch.Tensor, rz_new: torch.Tensor, rz: torch.Tensor, status: torch.Tensor) -> None:
+    """In place for every running system: p = z + (rz_new / rz) p, rz = rz_new;
+    breakdown (status 2) when rz_new <= 0 or non-finite."""
+    _check_direction(p, z, rz_new, rz, status)
+    _ref.cg_direction_(p, z, rz_new, rz, status)
+
+
+@cg_direction_.register_fake
+def _(p, z, rz_new, rz, status):
+    _check_direction(p, z, rz_new, rz, status)
+
+
+def _direction_native(p, z, rz_new, rz, status) -> None:
+    C = _native.lib()
+    S, n = p.shape
+    code = _native.dtype_code(p.dtype)
+    ex = _native.exec_args(p)
+    nbytes = C.cg_direction_workspace_bytes(code, S, ex[0]) if ex[0] else 0
+    ws = torch.empty(nbytes, dtype=torch.uint8, device=p.device) if nbytes else None
+    C.cg_direction(code, S, n, p.data_ptr(), z.data_ptr(), rz_new.data_ptr(), rz.data_ptr(), status.data_ptr(),
+                   ws.data_ptr() if ws is not None else 0, nbytes, ex)
+
+
+@cg_direction_.register_kernel(("cpu", "cuda"))
+def _(p, z, rz_new, rz, status):
+    _check_direction(p, z, rz_new, rz, status)
+    if p.numel() == 0:
+        return
+    mut = (p, rz, status)
+    cs = [_contig(t) for t in mut]
+    _direction_native(cs[0], _contig(z), _contig(rz_new), cs[1], cs[2])
+    for t, c in zip(mut, cs):
+        if t is not c:
+            t.copy_(c)
+
+
+def native_ok(t: torch.Tensor) -> bool:
+    """Whether the eager fast path may call the native kernels directly for t's device."""
+    return t.device.type in ("cpu", "cuda") and _native.available() and (t.device.type == "cpu" or _native.has_cuda())
+
+
+def cg_step(x, r, rr, status, iters, p, Ap, rz, tol2) -> None:
+    """Eager hot path of the driver: the native kernel without the dispatcher's ~30 us per
+    call (every tensor the driver's own contiguous buffer); the registered op under
+    torch.compile and on devices without a native kernel."""
+    if torch.compiler.is_compiling() or not native_ok(x):
+        torch.ops.subspace_linalg.cg_step_.default(x, r, rr, status, iters, p, Ap, rz, tol2)
+    else:
+        _step_native(x, r, rr, status, iters, p, Ap, rz, tol2)
+
+
+def cg_direction(p, z, rz_new, rz, status) -> None:
+    """Eager hot path of cg_direction_ (see cg_step)."""
+    if torch.compiler.is_compiling() or not native_ok(p):
+        torch.ops.subspace_linalg.cg_direction_.default(p, z, rz_new, rz, status)
+    else:
+        _direction_native(p, z, rz_new, rz, status)

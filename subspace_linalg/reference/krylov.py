@@ -72,3 +72,38 @@ def cg_dense(A: torch.Tensor, b: torch.Tensor, x0: torch.Tensor, minv: torch.Ten
         p = torch.where(active.unsqueeze(-1), z + beta * p, p)
         rz = torch.where(active, rz_new, rz)
     return x, iters, rr.clamp_min(0).sqrt(), status
+
+
+def cg_step_(x: torch.Tensor, r: torch.Tensor, rr: torch.Tensor, status: torch.Tensor, iters: torch.Tensor,
+             p: torch.Tensor, Ap: torch.Tensor, rz: torch.Tensor, tol2: torch.Tensor) -> None:
+    """In place, for every running system s (status[s] == 0): pq = p.Ap; breakdown
+    (status 2) when pq <= 0 or non-finite; else alpha = rz/pq, x += alpha p,
+    r -= alpha Ap, rr = r.r, iters += 1, status 1 when rr <= tol2 (2 when rr is not
+    finite). x, r, p, Ap (S, n); rr, rz, tol2 (S,); status, iters (S,) int32."""
+    run = status == CG_RUNNING
+    pq = (p * Ap).sum(-1)
+    bad = run & ~(torch.isfinite(pq) & (pq > 0))
+    status.masked_fill_(bad, CG_BREAKDOWN)
+    run = run & ~bad
+    alpha = torch.where(run, rz / torch.where(run, pq, torch.ones_like(pq)), torch.zeros_like(pq)).unsqueeze(-1)
+    m = run.unsqueeze(-1)
+    x.copy_(torch.where(m, x + alpha * p, x))
+    r.copy_(torch.where(m, r - alpha * Ap, r))
+    rr.copy_(torch.where(run, (r * r).sum(-1), rr))
+    iters.add_(run.to(iters.dtype))
+    done = run & (rr <= tol2)
+    status.masked_fill_(done, CG_CONVERGED)
+    status.masked_fill_(run & ~done & ~torch.isfinite(rr), CG_BREAKDOWN)
+
+
+def cg_direction_(p: torch.Tensor, z: torch.Tensor, rz_new: torch.Tensor, rz: torch.Tensor,
+                  status: torch.Tensor) -> None:
+    """In place, for every running system s: breakdown (status 2) when rz_new <= 0 or
+    non-finite; else p = z + (rz_new / rz) p and rz = rz_new."""
+    run = status == CG_RUNNING
+    bad = run & ~(torch.isfinite(rz_new) & (rz_new > 0))
+    status.masked_fill_(bad, CG_BREAKDOWN)
+    run = run & ~bad
+    beta = torch.where(run, rz_new / torch.where(run, rz, torch.ones_like(rz)), torch.zeros_like(rz)).unsqueeze(-1)
+    p.copy_(torch.where(run.unsqueeze(-1), z + beta * p, p))
+    rz.copy_(torch.where(run, rz_new, rz))

@@ -6,6 +6,16 @@
 //   rows with active[s] == 0 are not touched (nor is rr[s]). CUDA may need a workspace of
 //   cg_update_workspace_bytes(...) bytes (per-chunk partial sums, deterministic order).
 //
+// cg_step (the per-system CG step, everything between two operator applications): for
+//   every s with status[s] == 0 (running): pq = p_s . Ap_s; pq <= 0 or non-finite: status 2
+//   (breakdown); else alpha = rz[s] / pq, x_s += alpha p_s, r_s -= alpha Ap_s,
+//   rr[s] = r_s . r_s, iters[s] += 1, and status 1 when rr[s] <= tol2[s], 2 when rr[s] is not
+//   finite. Systems with status != 0 are not touched. CUDA workspace: cg_step_workspace_bytes.
+//
+// cg_direction: for every s with status[s] == 0: rz_new[s] <= 0 or non-finite: status 2;
+//   else p_s = z_s + (rz_new[s] / rz[s]) p_s and rz[s] = rz_new[s]. (z may alias r.)
+//   CUDA workspace: cg_direction_workspace_bytes.
+//
 // cg_dense: A_s = A + s * a_stride (a_stride 0: one shared matrix), row-major n x n;
 //   b, x (in: x0, out: solution), minv (optional inverse Jacobi diagonal, null for none):
 //   contiguous S x n. tol[s]: absolute tolerance on ||r_s||. Each system runs plain
@@ -36,6 +46,38 @@ Status cg_update_cpu(int dtype, std::int64_t S, std::int64_t n, void* x, void* r
 Status cg_update_cuda(int dtype, std::int64_t S, std::int64_t n, void* x, void* r, void* rr, const void* p,
                       const void* Ap, const void* alpha, const std::uint8_t* active, void* ws,
                       std::size_t ws_bytes, const Exec& exec);
+
+std::size_t cg_step_workspace_bytes(int dtype, std::int64_t S, std::int64_t n, bool cuda);
+std::size_t cg_direction_workspace_bytes(int dtype, std::int64_t S, bool cuda);
+
+struct CgStepArgs {
+  std::int64_t S = 0, n = 0;
+  void* x = nullptr;
+  void* r = nullptr;
+  void* rr = nullptr;
+  std::int32_t* status = nullptr;
+  std::int32_t* iters = nullptr;
+  const void* p = nullptr;
+  const void* Ap = nullptr;
+  const void* rz = nullptr;
+  const void* tol2 = nullptr;
+};
+
+struct CgDirectionArgs {
+  std::int64_t S = 0, n = 0;
+  void* p = nullptr;
+  const void* z = nullptr;
+  const void* rz_new = nullptr;
+  void* rz = nullptr;
+  std::int32_t* status = nullptr;
+};
+
+Status cg_step_cpu(int dtype, const CgStepArgs& a);
+Status cg_step_cuda(int dtype, const CgStepArgs& a, void* ws, std::size_t ws_bytes, const Exec& exec);
+Status cg_direction_cpu(int dtype, const CgDirectionArgs& a);
+Status cg_direction_cuda(int dtype, const CgDirectionArgs& a, void* ws, std::size_t ws_bytes, const Exec& exec);
+Status cg_step_check(int dtype, const CgStepArgs& a);
+Status cg_direction_check(int dtype, const CgDirectionArgs& a);
 
 // largest n of cg_dense on the device (CUDA: shared-memory budget of one block per system)
 std::int64_t cg_dense_max_n(bool cuda);
