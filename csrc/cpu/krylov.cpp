@@ -15,6 +15,19 @@
 #include "sl/krylov.h"
 #include "sl/parallel.h"
 
+// x86-64 GCC/Clang: the compute-bound loop is also compiled for AVX2+FMA and AVX-512 and
+// chosen at run time by CPU features (the package is built without -march)
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#define SL_X86_DISPATCH 1
+#define SL_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define SL_TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
+#endif
+#if defined(__GNUC__)
+#define SL_ALWAYS_INLINE __attribute__((always_inline))
+#else
+#define SL_ALWAYS_INLINE
+#endif
+
 namespace sl {
 
 Status cg_update_check(int dtype, std::int64_t S, std::int64_t n, const void* x, const void* r, const void* rr,
@@ -125,16 +138,43 @@ Status update_run(std::int64_t S, std::int64_t n, T* x, T* r, T* rr, const T* p,
 }
 
 template <typename T>
-inline T dot(const T* __restrict a, const T* __restrict b, std::int64_t n) {
+SL_ALWAYS_INLINE inline T dot(const T* __restrict a, const T* __restrict b, std::int64_t n) {
   T acc = T(0);
 #pragma omp simd reduction(+ : acc)
   for (std::int64_t j = 0; j < n; ++j) acc += a[j] * b[j];
   return acc;
 }
 
+// out = A v, A row-major n x n. Eight rows at a time: eight independent vector reductions
+// keep the FMA units busy (one row at a time is bound by the latency of its reduction).
 template <typename T>
-inline void matvec(const T* __restrict A, const T* __restrict v, T* __restrict out, std::int64_t n) {
-  for (std::int64_t i = 0; i < n; ++i) out[i] = dot(A + i * n, v, n);
+SL_ALWAYS_INLINE inline void matvec(const T* __restrict A, const T* __restrict v, T* __restrict out, std::int64_t n) {
+  std::int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const T* a0 = A + i * n;
+    T s0 = T(0), s1 = T(0), s2 = T(0), s3 = T(0), s4 = T(0), s5 = T(0), s6 = T(0), s7 = T(0);
+#pragma omp simd reduction(+ : s0, s1, s2, s3, s4, s5, s6, s7)
+    for (std::int64_t j = 0; j < n; ++j) {
+      const T vj = v[j];
+      s0 += a0[j] * vj;
+      s1 += a0[n + j] * vj;
+      s2 += a0[2 * n + j] * vj;
+      s3 += a0[3 * n + j] * vj;
+      s4 += a0[4 * n + j] * vj;
+      s5 += a0[5 * n + j] * vj;
+      s6 += a0[6 * n + j] * vj;
+      s7 += a0[7 * n + j] * vj;
+    }
+    out[i] = s0;
+    out[i + 1] = s1;
+    out[i + 2] = s2;
+    out[i + 3] = s3;
+    out[i + 4] = s4;
+    out[i + 5] = s5;
+    out[i + 6] = s6;
+    out[i + 7] = s7;
+  }
+  for (; i < n; ++i) out[i] = dot(A + i * n, v, n);
 }
 
 // one system's step; par: parallelise the two passes over the row (few long systems)
@@ -232,6 +272,120 @@ Status direction_run(const CgDirectionArgs& a) {
   return Status::ok();
 }
 
+// One system's whole CG loop (forced inline into the per-ISA clones below). w: 4n scratch.
+template <typename T>
+SL_ALWAYS_INLINE inline void dense_system(const CgDenseArgs& a, std::int64_t s, T* w) {
+  const std::int64_t n = a.n, maxiter = a.maxiter;
+  const T* A = static_cast<const T*>(a.A);
+  const T* B = static_cast<const T*>(a.b);
+  T* X = static_cast<T*>(a.x);
+  const T* Minv = static_cast<const T*>(a.minv);
+  const T* Tol = static_cast<const T*>(a.tol);
+  T* Res = static_cast<T*>(a.res);
+  T* r = w;
+  T* p = r + n;
+  T* q = p + n;
+  T* zb = q + n;
+  const T* As = A + s * a.a_stride;
+  const T* bs = B + s * n;
+  T* xs = X + s * n;
+  const T* ms = Minv ? Minv + s * n : nullptr;
+  T* z = ms ? zb : r;
+  const T tol2 = Tol[s] * Tol[s];
+  matvec(As, xs, q, n);
+  for (std::int64_t j = 0; j < n; ++j) r[j] = bs[j] - q[j];
+  if (ms)
+    for (std::int64_t j = 0; j < n; ++j) z[j] = r[j] * ms[j];
+  for (std::int64_t j = 0; j < n; ++j) p[j] = z[j];
+  T rr = dot(r, r, n);
+  T rz = ms ? dot(r, z, n) : rr;
+  int st = kCgRunning;
+  std::int64_t it = 0;
+  if (rr <= tol2) {
+    st = kCgConverged;
+  } else if (!(rz > T(0)) || !std::isfinite(rz)) {
+    st = kCgBreakdown;
+  }
+  while (st == kCgRunning && it < maxiter) {
+    matvec(As, p, q, n);
+    const T pq = dot(p, q, n);
+    if (!(pq > T(0)) || !std::isfinite(pq)) {
+      st = kCgBreakdown;
+      break;
+    }
+    const T alpha = rz / pq;
+    T acc = T(0);
+#pragma omp simd reduction(+ : acc)
+    for (std::int64_t j = 0; j < n; ++j) {
+      xs[j] += alpha * p[j];
+      const T rj = r[j] - alpha * q[j];
+      r[j] = rj;
+      acc += rj * rj;
+    }
+    rr = acc;
+    ++it;
+    if (rr <= tol2) {
+      st = kCgConverged;
+      break;
+    }
+    if (!std::isfinite(rr)) {
+      st = kCgBreakdown;
+      break;
+    }
+    T rz_new = rr;
+    if (ms) {
+      for (std::int64_t j = 0; j < n; ++j) z[j] = r[j] * ms[j];
+      rz_new = dot(r, z, n);
+    }
+    if (!(rz_new > T(0))) {
+      st = kCgBreakdown;
+      break;
+    }
+    const T beta = rz_new / rz;
+    rz = rz_new;
+#pragma omp simd
+    for (std::int64_t j = 0; j < n; ++j) p[j] = z[j] + beta * p[j];
+  }
+  a.iters[s] = static_cast<std::int32_t>(it);
+  Res[s] = std::sqrt(rr > T(0) ? rr : T(0));
+  a.status[s] = st;
+}
+
+template <typename T>
+void dense_system_base(const CgDenseArgs& a, std::int64_t s, T* w) { dense_system<T>(a, s, w); }
+#ifdef SL_X86_DISPATCH
+template <typename T>
+SL_TARGET_AVX2 void dense_system_avx2(const CgDenseArgs& a, std::int64_t s, T* w) { dense_system<T>(a, s, w); }
+template <typename T>
+SL_TARGET_AVX512 void dense_system_avx512(const CgDenseArgs& a, std::int64_t s, T* w) { dense_system<T>(a, s, w); }
+
+inline int x86_level() {  // 2: AVX-512, 1: AVX2+FMA, 0: baseline
+  static const int level = [] {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+      return 2;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+    return 0;
+  }();
+  return level;
+}
+#endif
+
+template <typename T>
+using DenseSystemFn = void (*)(const CgDenseArgs&, std::int64_t, T*);
+
+template <typename T>
+DenseSystemFn<T> pick_dense_system() {
+#ifdef SL_X86_DISPATCH
+  switch (x86_level()) {
+    case 2: return &dense_system_avx512<T>;
+    case 1: return &dense_system_avx2<T>;
+    default: break;
+  }
+#endif
+  return &dense_system_base<T>;
+}
+
 template <typename T>
 Status dense_run(const CgDenseArgs& a) {
   const std::int64_t S = a.S, n = a.n;
@@ -243,85 +397,12 @@ Status dense_run(const CgDenseArgs& a) {
     return invalid_argument("cg_dense: cannot allocate host scratch of 4 x " + std::to_string(n) + " x " +
                             std::to_string(nt) + " elements");
   }
-  const T* A = static_cast<const T*>(a.A);
-  const T* B = static_cast<const T*>(a.b);
-  T* X = static_cast<T*>(a.x);
-  const T* Minv = static_cast<const T*>(a.minv);
-  const T* Tol = static_cast<const T*>(a.tol);
-  T* Res = static_cast<T*>(a.res);
-  const std::int64_t maxiter = a.maxiter;
+  const DenseSystemFn<T> one = pick_dense_system<T>();
 #pragma omp parallel num_threads(nt) if (S > 1)
   {
-    T* r = scratch.data() + static_cast<std::size_t>(thread_id()) * static_cast<std::size_t>(4 * n + 8);
-    T* p = r + n;
-    T* q = p + n;
-    T* zb = q + n;
+    T* w = scratch.data() + static_cast<std::size_t>(thread_id()) * static_cast<std::size_t>(4 * n + 8);
 #pragma omp for schedule(dynamic, 4)
-    for (std::int64_t s = 0; s < S; ++s) {
-      const T* As = A + s * a.a_stride;
-      const T* bs = B + s * n;
-      T* xs = X + s * n;
-      const T* ms = Minv ? Minv + s * n : nullptr;
-      T* z = ms ? zb : r;
-      const T tol2 = Tol[s] * Tol[s];
-      matvec(As, xs, q, n);
-      for (std::int64_t j = 0; j < n; ++j) r[j] = bs[j] - q[j];
-      if (ms)
-        for (std::int64_t j = 0; j < n; ++j) z[j] = r[j] * ms[j];
-      for (std::int64_t j = 0; j < n; ++j) p[j] = z[j];
-      T rr = dot(r, r, n);
-      T rz = ms ? dot(r, z, n) : rr;
-      int st = kCgRunning;
-      std::int64_t it = 0;
-      if (rr <= tol2) {
-        st = kCgConverged;
-      } else if (!(rz > T(0)) || !std::isfinite(rz)) {
-        st = kCgBreakdown;
-      }
-      while (st == kCgRunning && it < maxiter) {
-        matvec(As, p, q, n);
-        const T pq = dot(p, q, n);
-        if (!(pq > T(0)) || !std::isfinite(pq)) {
-          st = kCgBreakdown;
-          break;
-        }
-        const T alpha = rz / pq;
-        T acc = T(0);
-#pragma omp simd reduction(+ : acc)
-        for (std::int64_t j = 0; j < n; ++j) {
-          xs[j] += alpha * p[j];
-          const T rj = r[j] - alpha * q[j];
-          r[j] = rj;
-          acc += rj * rj;
-        }
-        rr = acc;
-        ++it;
-        if (rr <= tol2) {
-          st = kCgConverged;
-          break;
-        }
-        if (!std::isfinite(rr)) {
-          st = kCgBreakdown;
-          break;
-        }
-        T rz_new = rr;
-        if (ms) {
-          for (std::int64_t j = 0; j < n; ++j) z[j] = r[j] * ms[j];
-          rz_new = dot(r, z, n);
-        }
-        if (!(rz_new > T(0))) {
-          st = kCgBreakdown;
-          break;
-        }
-        const T beta = rz_new / rz;
-        rz = rz_new;
-#pragma omp simd
-        for (std::int64_t j = 0; j < n; ++j) p[j] = z[j] + beta * p[j];
-      }
-      a.iters[s] = static_cast<std::int32_t>(it);
-      Res[s] = std::sqrt(rr > T(0) ? rr : T(0));
-      a.status[s] = st;
-    }
+    for (std::int64_t s = 0; s < S; ++s) one(a, s, w);
   }
   return Status::ok();
 }
