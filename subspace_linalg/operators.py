@@ -159,21 +159,29 @@ class DenseOperator(LinearOperator):
 
 
 class CSROperator(LinearOperator):
-    """A 2-D torch sparse CSR matrix ``(m, n)`` as an operator (SpMM through torch)."""
+    """A 2-D torch sparse CSR matrix ``(m, n)`` as an operator; its products run in the
+    native CSR kernel (``subspace_linalg::csr_matvec``) on the CPU and CUDA."""
 
     def __init__(self, A: torch.Tensor):
         self.A = A
         super().__init__(A.shape, self._apply, dtype=A.dtype, device=A.device)
+        self._crow = A.crow_indices().to(torch.int64).contiguous()
+        self._col = A.col_indices().to(torch.int64).contiguous()
+        self._val = A.values().contiguous()
 
     def _apply(self, x: torch.Tensor) -> torch.Tensor:
+        from ._ops import krylov as kops
+
         n = x.shape[-1]
         lead = x.shape[:-1]
-        Y = self.A @ x.reshape(-1, n).mT.contiguous()  # (m, B): one SpMM
-        return Y.mT.reshape(lead + (self._shape[-2],))
+        X = x.reshape(-1, n)
+        X = X if X.is_contiguous() else X.contiguous()
+        Y = kops.csr_matvec_fast(self._crow, self._col, self._val, X, self._shape[-2])
+        return Y.reshape(lead + (self._shape[-2],))
 
     def matmul(self, X: torch.Tensor) -> torch.Tensor:
-        if X.dim() <= 2:
-            return self.A @ X
+        if X.dim() == 1:
+            return self.matvec(X)
         return self.matvec(X.mT).mT
 
     def diagonal(self) -> torch.Tensor:

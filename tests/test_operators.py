@@ -82,3 +82,23 @@ def test_bad_operators():
         sl.as_operator(torch.ones(3, dtype=torch.float64))
     with pytest.raises(TypeError, match="A must have dtype float32 or float64"):
         sl.as_operator(torch.ones(3, 3, dtype=torch.float16))
+
+
+@pytest.mark.parametrize("device", [pytest.param("cpu"), pytest.param("cuda", marks=pytest.mark.cuda)])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_csr_matvec_op(device, dtype, gen):
+    from subspace_linalg.reference.krylov import csr_matvec as ref_csr
+
+    g = gen(33)
+    m, n, S = 50, 40, 3
+    D = torch.randn(m, n, generator=g, dtype=torch.float64)
+    D[torch.rand(m, n, generator=g) < 0.8] = 0.0
+    D[7] = 0.0  # an empty row
+    A = dense_to_csr(D).to(dtype)
+    crow, col, val = (t.to(device) for t in (A.crow_indices(), A.col_indices(), A.values()))
+    x = torch.randn(S, n, generator=g, dtype=torch.float64).to(dtype=dtype, device=device)
+    y = torch.ops.subspace_linalg.csr_matvec.default(crow, col, val, x, m)
+    want = x.double().cpu() @ D.T
+    assert float((y.double().cpu() - want).norm() / want.norm()) <= table_rtol("transform", dtype, n)
+    assert torch.allclose(y, ref_csr(crow, col, val, x, m), rtol=table_rtol("transform", dtype, n))
+    torch.library.opcheck(torch.ops.subspace_linalg.csr_matvec.default, (crow, col, val, x, m))

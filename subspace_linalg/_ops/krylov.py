@@ -256,3 +256,50 @@ def cg_direction(p, z, rz_new, rz, status) -> None:
         torch.ops.subspace_linalg.cg_direction_.default(p, z, rz_new, rz, status)
     else:
         _direction_native(p, z, rz_new, rz, status)
+
+
+# --- csr_matvec: the CSR operator of the Krylov drivers ----------------------------------
+
+def _check_csr(crow, col, val, x, m) -> None:
+    torch._check(val.dtype in FLOATING, lambda: f"csr_matvec: values must be float32 or float64, got {val.dtype}")
+    torch._check(x.dtype == val.dtype and x.dim() == 2,
+                 lambda: f"csr_matvec: x must be (S, n) of the values' dtype, got {tuple(x.shape)} {x.dtype}")
+    torch._check(crow.dtype == torch.int64 and col.dtype == torch.int64,
+                 lambda: "csr_matvec: crow and col must be int64")
+    torch._check(crow.dim() == 1 and crow.shape[0] == m + 1,
+                 lambda: f"csr_matvec: crow must be ({m + 1},), got {tuple(crow.shape)}")
+    torch._check(col.shape == val.shape and col.dim() == 1,
+                 lambda: f"csr_matvec: col and values must be 1-D of equal length, got {tuple(col.shape)} {tuple(val.shape)}")
+
+
+@torch.library.custom_op("subspace_linalg::csr_matvec", mutates_args=())
+def csr_matvec(crow: torch.Tensor, col: torch.Tensor, val: torch.Tensor, x: torch.Tensor, m: int) -> torch.Tensor:
+    """A CSR matrix (m, n) given by (crow, col, val) times every row of x (S, n): (S, m)."""
+    _check_csr(crow, col, val, x, m)
+    return _ref.csr_matvec(crow, col, val, x, m)
+
+
+@csr_matvec.register_fake
+def _(crow, col, val, x, m):
+    _check_csr(crow, col, val, x, m)
+    return x.new_empty((x.shape[0], m))
+
+
+def _csr_native(crow, col, val, x, m) -> torch.Tensor:
+    y = torch.empty((x.shape[0], m), dtype=val.dtype, device=x.device)
+    _native.lib().csr_matvec(_native.dtype_code(val.dtype), m, x.shape[1], x.shape[0], val.shape[0], crow.data_ptr(),
+                             col.data_ptr(), val.data_ptr(), x.data_ptr(), y.data_ptr(), _native.exec_args(x))
+    return y
+
+
+@csr_matvec.register_kernel(("cpu", "cuda"))
+def _(crow, col, val, x, m):
+    _check_csr(crow, col, val, x, m)
+    return _csr_native(_contig(crow), _contig(col), _contig(val), _contig(x), m)
+
+
+def csr_matvec_fast(crow, col, val, x, m) -> torch.Tensor:
+    """Eager hot path (see cg_step); x must be contiguous."""
+    if torch.compiler.is_compiling() or not native_ok(x):
+        return torch.ops.subspace_linalg.csr_matvec.default(crow, col, val, x, m)
+    return _csr_native(crow, col, val, x, m)

@@ -107,3 +107,11 @@ def cg_direction_(p: torch.Tensor, z: torch.Tensor, rz_new: torch.Tensor, rz: to
     beta = torch.where(run, rz_new / torch.where(run, rz, torch.ones_like(rz)), torch.zeros_like(rz)).unsqueeze(-1)
     p.copy_(torch.where(run.unsqueeze(-1), z + beta * p, p))
     rz.copy_(torch.where(run, rz_new, rz))
+
+
+def csr_matvec(crow: torch.Tensor, col: torch.Tensor, val: torch.Tensor, x: torch.Tensor, m: int) -> torch.Tensor:
+    """y[s, i] = sum_k val[k] x[s, col[k]] over row i's nonzeros: a CSR matrix (m, n) times
+    the rows of x (S, n); returns (S, m) in val's dtype."""
+    rows = torch.repeat_interleave(torch.arange(m, device=x.device), crow[1:] - crow[:-1])
+    out = torch.zeros(x.shape[0], m, dtype=val.dtype, device=x.device)
+    return out.index_add_(1, rows, x[:, col] * val)
