@@ -95,7 +95,7 @@ def test_csr_matvec_op(device, dtype, gen):
     D[torch.rand(m, n, generator=g) < 0.8] = 0.0
     D[7] = 0.0  # an empty row
     A = dense_to_csr(D).to(dtype)
-    crow, col, val = (t.to(device) for t in (A.crow_indices(), A.col_indices(), A.values()))
+    crow, col, val = (t.clone().to(device) for t in (A.crow_indices(), A.col_indices(), A.values()))
     x = torch.randn(S, n, generator=g, dtype=torch.float64).to(dtype=dtype, device=device)
     y = torch.ops.subspace_linalg.csr_matvec.default(crow, col, val, x, m)
     want = x.double().cpu() @ D.T
