@@ -57,6 +57,9 @@ def cg(A, b: torch.Tensor, *, x0: torch.Tensor | None = None, M=None, rtol: floa
             stopping rule then applies to the norm over the whole batch.
         check_finite: raise ValueError when b (x0, a dense A) holds NaN/Inf.
 
+    Not differentiable (inputs are detached; an operator whose matvec uses autograd, e.g.
+    Hessian-vector products, is fine).
+
     Returns:
         CGResult(x, converged, iterations, residual_norm): ``x`` of b's shape and dtype;
         ``converged`` bool, ``iterations`` int64 and ``residual_norm`` (the recursively
@@ -110,8 +113,8 @@ def cg(A, b: torch.Tensor, *, x0: torch.Tensor | None = None, M=None, rtol: floa
     else:
         sys_batch = torch.broadcast_shapes(op.batch_shape, b.shape[:-1])
         B = b.expand(sys_batch + (n,))
-    B = B.contiguous()
-    X = (x0.mT if columns else x0).expand(sys_batch + (n,)).clone(memory_format=torch.contiguous_format) \
+    B = B.detach().contiguous()
+    X = (x0.detach().mT if columns else x0.detach()).expand(sys_batch + (n,)).clone(memory_format=torch.contiguous_format) \
         if x0 is not None else torch.zeros_like(B)
 
     def to_b_layout(rows: torch.Tensor) -> torch.Tensor:
@@ -192,15 +195,15 @@ def _preconditioner(fn, M, op, columns, n, sys_batch, B):
 
 
 def _native_dense(op: DenseOperator, B, X, minv, tol, maxiter, sys_batch, n, columns):
-    Ad = op.A
-    if columns and Ad.dim() > 2:  # one matrix for the r columns of each batch element
-        Ad = Ad.unsqueeze(-3)
+    Ad = op.A.detach()
     S = B.numel() // n if n else 0
-    if Ad.dim() == 2:
-        A3 = Ad.unsqueeze(0)
+    if Ad.shape[:-2].numel() == 1:
+        A3 = Ad.reshape(1, n, n)  # one matrix for every system (stride 0)
     else:
-        A3 = Ad if tuple(Ad.shape[:-2]) == tuple(sys_batch) else Ad.expand(sys_batch + (n, n))  # copies
-        A3 = A3.reshape(S, n, n)
+        # the systems are (*batch, r) in column mode: r consecutive systems share a matrix
+        sb = sys_batch[:-1] if columns else sys_batch
+        A3 = Ad if tuple(Ad.shape[:-2]) == tuple(sb) else Ad.expand(sb + (n, n))  # copies when b broadcasts A
+        A3 = A3.reshape(-1, n, n)
     Xs, iters, res, status = _ops().cg_dense.default(
         A3, B.reshape(S, n), X.reshape(S, n), minv.reshape(S, n) if minv is not None else None,
         tol.reshape(S).contiguous(), int(maxiter))
@@ -252,7 +255,7 @@ def _loop(apply_A, apply_M, minv, B, X, tol, maxiter, callback, to_b_layout):
 
 
 def _apply(apply_A, rows):
-    out = apply_A(rows)
+    out = apply_A(rows).detach()  # cg is not differentiable: no graph across iterations
     return out if out.is_contiguous() else out.contiguous()
 
 

@@ -118,7 +118,7 @@ def _lanczos_one(op: LinearOperator, k: int, which: str, maxiter: int | None, to
     converged = False
     theta = S = want = None
     for it in range(maxiter):
-        W = op.matmul(V[:, pend:m])
+        W = op.matmul(V[:, pend:m]).detach()
         W, C = _project_out(V[:, :m], W)
         H[:m, pend:m] = C
         width = min(p, n - m)
@@ -162,7 +162,7 @@ def _lanczos_one(op: LinearOperator, k: int, which: str, maxiter: int | None, to
     lam = theta[want]
     order = torch.argsort(lam)
     lam, X = lam[order], X[:, order]
-    true_res = torch.linalg.vector_norm(op.matmul(X) - X * lam, dim=0)
+    true_res = torch.linalg.vector_norm(op.matmul(X).detach() - X * lam, dim=0)
     return lam, X, converged, float(true_res.max()) if true_res.numel() else 0.0, anorm
 
 
@@ -248,7 +248,7 @@ def hutchinson_trace(A, num_samples: int, *, generator: torch.Generator | None =
     while done < num_samples:
         s = min(64, num_samples - done)
         Z = _rademacher(batch + (n, s), generator, op.device, op.dtype)
-        total = total + (Z * op.matmul(Z)).sum(dim=(-2, -1))
+        total = total + (Z * op.matmul(Z).detach()).sum(dim=(-2, -1))
         done += s
     return total / num_samples
 
@@ -283,7 +283,7 @@ def slq_spectrum(A, num_probes: int, steps: int, *, generator: torch.Generator |
     v = _rademacher((P, n), generator, device, dtype) / math.sqrt(n)
     Q[:, 0] = v
     for j in range(m):
-        w = op.matvec(Q[:, j])
+        w = op.matvec(Q[:, j]).detach()
         a = (w * Q[:, j]).sum(-1)
         alpha[:, j] = a
         if j + 1 == m:

@@ -340,7 +340,12 @@ def test_cg_dense_native_matches_reference(device, dtype, gen):
         xr, itr, resr, str_ = ref.cg_dense(A, b, x0, mv, tol, 200)
         assert torch.equal(st.cpu(), str_.cpu()) and bool((st == ref.CG_CONVERGED).all())
         assert int((it - itr).abs().max()) <= 1
-        assert float((x - xr).norm() / xr.norm()) <= 1e-2 if dtype == torch.float32 else 1e-6
+        assert float((x - xr).norm() / xr.norm()) <= (1e-2 if dtype == torch.float32 else 1e-6)
+    # G = 2 matrices, each shared by 12 consecutive systems
+    x, it, res, st = torch.ops.subspace_linalg.cg_dense.default(A[:2], b, x0, None, tol, 200)
+    xr, itr, resr, str_ = ref.cg_dense(A[:2], b, x0, None, tol, 200)
+    assert torch.equal(st.cpu(), str_.cpu()) and int((it - itr).abs().max()) <= 1
+    assert float((x - xr).norm() / xr.norm()) <= (1e-2 if dtype == torch.float32 else 1e-6)
     # shared matrix (stride 0), maxiter 0
     x, it, res, st = torch.ops.subspace_linalg.cg_dense.default(A[:1], b, x0, None, tol, 0)
     assert bool((it == 0).all()) and bool((st == ref.CG_RUNNING).all()) and torch.equal(x, x0)
@@ -376,3 +381,26 @@ def test_compile_fullgraph_cg_dense(gen):
 
     x, it = torch.compile(f, fullgraph=True)(A, b, tol)
     assert float((A @ (x / 2).unsqueeze(-1) - b.unsqueeze(-1)).norm() / b.norm()) <= 1e-9
+
+
+def test_hessian_vector_product_operator(gen):
+    """A matrix-free Hessian (autograd HVPs, as PyHessian / DDS use): cg and slq run on it."""
+    g = gen(14)
+    X = torch.randn(40, 12, generator=g, dtype=torch.float64)
+    w = torch.randn(12, generator=g, dtype=torch.float64, requires_grad=True)
+    loss = torch.nn.functional.softplus(X @ w).sum() + 0.5 * (w * w).sum()
+    (grad,) = torch.autograd.grad(loss, w, create_graph=True)
+
+    def hvp(v):
+        rows = v.reshape(-1, 12)
+        out = [torch.autograd.grad(grad, w, rv, retain_graph=True)[0] for rv in rows]
+        return torch.stack(out).reshape(v.shape)
+
+    H = sl.LinearOperator((12, 12), hvp, dtype=torch.float64)
+    Hd = H.to_dense()
+    b = torch.randn(12, generator=g, dtype=torch.float64)
+    res = sl.cg(H, b, rtol=1e-10)
+    assert bool(res.converged) and not res.x.requires_grad
+    assert float((Hd @ res.x - b).norm() / b.norm()) <= 1e-9
+    nodes, weights = sl.slq_spectrum(H, 4, 12, generator=gen(15))
+    assert float(((weights * nodes).sum(-1).mean() - torch.trace(Hd) / 12).abs()) <= 0.5 * float(torch.trace(Hd) / 12)

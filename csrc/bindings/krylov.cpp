@@ -32,7 +32,8 @@ void cg_update(int dtype, std::int64_t S, std::int64_t n, std::uintptr_t x, std:
   raise_if_error(s, "cg_update on systems " + sn(S, n));
 }
 
-void cg_dense(int dtype, std::int64_t S, std::int64_t n, std::uintptr_t A, std::int64_t a_stride, std::uintptr_t b,
+void cg_dense(int dtype, std::int64_t S, std::int64_t n, std::uintptr_t A, std::int64_t a_stride, std::int64_t a_group,
+              std::uintptr_t b,
               std::uintptr_t x, std::uintptr_t minv, std::uintptr_t tol, std::int64_t maxiter, std::uintptr_t iters,
               std::uintptr_t res, std::uintptr_t status, const ExecSpec& exec_spec) {
   CgDenseArgs a;
@@ -40,6 +41,7 @@ void cg_dense(int dtype, std::int64_t S, std::int64_t n, std::uintptr_t A, std::
   a.n = n;
   a.A = ptr<const void>(A);
   a.a_stride = a_stride;
+  a.a_group = a_group;
   a.b = ptr<const void>(b);
   a.x = ptr<void>(x);
   a.minv = ptr<const void>(minv);
@@ -120,7 +122,7 @@ void bind_krylov(py::module_& m) {
           return cg_update_workspace_bytes(dtype, S, n, device_type == 1);
         });
   m.def("cg_dense", &cg_dense,
-        "batched dense CG, whole loop (dtype, S, n, A, a_stride, b, x, minv, tol, maxiter, iters, res, status, exec)");
+        "batched dense CG, whole loop (dtype, S, n, A, a_stride, a_group, b, x, minv, tol, maxiter, iters, res, status, exec)");
   m.def("cg_dense_max_n", [](int device_type) { return cg_dense_max_n(device_type == 1); });
 }
 

@@ -43,8 +43,8 @@ Status cg_update_check(int dtype, std::int64_t S, std::int64_t n, const void* x,
 Status cg_dense_check(int dtype, const CgDenseArgs& a, std::int64_t max_n) {
   SL_REQUIRE(dtype == static_cast<int>(DType::F32) || dtype == static_cast<int>(DType::F64),
              "cg_dense: dtype must be f32 or f64, got code " + std::to_string(dtype));
-  SL_REQUIRE(a.S >= 0 && a.n >= 0 && a.maxiter >= 0 && a.a_stride >= 0,
-             "cg_dense: negative size, stride or maxiter");
+  SL_REQUIRE(a.S >= 0 && a.n >= 0 && a.maxiter >= 0 && a.a_stride >= 0 && a.a_group >= 1,
+             "cg_dense: negative size, stride or maxiter, or a_group < 1");
   SL_REQUIRE(a.n <= max_n, "cg_dense: n must be <= " + std::to_string(max_n) + " on this device, got " +
                                std::to_string(a.n));
   if (a.S == 0) return Status::ok();
@@ -286,7 +286,7 @@ SL_ALWAYS_INLINE inline void dense_system(const CgDenseArgs& a, std::int64_t s, 
   T* p = r + n;
   T* q = p + n;
   T* zb = q + n;
-  const T* As = A + s * a.a_stride;
+  const T* As = A + (s / a.a_group) * a.a_stride;
   const T* bs = B + s * n;
   T* xs = X + s * n;
   const T* ms = Minv ? Minv + s * n : nullptr;

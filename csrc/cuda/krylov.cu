@@ -132,7 +132,7 @@ __global__ void cg_dense_kernel(CgDenseArgs a) {
   T* zb = q + n;
   T* red = zb + n;  // 32 slots
   const std::int64_t s = blockIdx.x;
-  const T* A = static_cast<const T*>(a.A) + s * a.a_stride;
+  const T* A = static_cast<const T*>(a.A) + (s / a.a_group) * a.a_stride;
   const T* b = static_cast<const T*>(a.b) + s * a.n;
   T* xg = static_cast<T*>(a.x) + s * a.n;
   const T* ms = a.minv ? static_cast<const T*>(a.minv) + s * a.n : nullptr;

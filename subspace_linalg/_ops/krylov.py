@@ -68,8 +68,9 @@ def _check_dense(A, b, x0, minv, tol, maxiter) -> None:
     torch._check(b.dtype in FLOATING, lambda: f"cg_dense: b must be float32 or float64, got {b.dtype}")
     torch._check(b.dim() == 2, lambda: f"cg_dense: b must be (S, n), got {tuple(b.shape)}")
     S, n = b.shape
-    torch._check(A.dim() == 3 and A.shape[1] == n and A.shape[2] == n and A.shape[0] in (1, S),
-                 lambda: f"cg_dense: A must be ({S} or 1, {n}, {n}), got {tuple(A.shape)}")
+    torch._check(A.dim() == 3 and A.shape[1] == n and A.shape[2] == n and A.shape[0] >= 1
+                 and S % A.shape[0] == 0,
+                 lambda: f"cg_dense: A must be (G, {n}, {n}) with G dividing S = {S}, got {tuple(A.shape)}")
     torch._check(x0.shape == b.shape, lambda: f"cg_dense: x0 must be {tuple(b.shape)}, got {tuple(x0.shape)}")
     torch._check(tol.shape == (S,), lambda: f"cg_dense: tol must be ({S},), got {tuple(tol.shape)}")
     if minv is not None:
@@ -91,7 +92,8 @@ def _dense_outputs(b):
 def cg_dense(A: torch.Tensor, b: torch.Tensor, x0: torch.Tensor, minv: Optional[torch.Tensor], tol: torch.Tensor,
              maxiter: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Batched CG on S small dense SPD systems A_s x = b_s, each stopping on its own at
-    ||r_s|| <= tol[s]; A (S or 1, n, n), b and x0 (S, n), minv (S, n) inverse Jacobi
+    ||r_s|| <= tol[s]; A (G, n, n) with G dividing S: system s uses matrix s // (S / G)
+    (G = 1: one shared matrix; G = S: one each); b and x0 (S, n), minv (S, n) inverse Jacobi
     diagonal or None. Returns (x (S, n), iterations int32 (S,), residual norm (S,) in b's
     dtype, status int32 (S,): 0 maxiter reached, 1 converged, 2 breakdown)."""
     _check_dense(A, b, x0, minv, tol, maxiter)
@@ -116,7 +118,7 @@ def _(A, b, x0, minv, tol, maxiter):
     minv = _contig(minv) if minv is not None else None
     x.copy_(x0)
     a_stride = 0 if A.shape[0] == 1 else n * n
-    C.cg_dense(_native.dtype_code(b.dtype), S, n, A.data_ptr(), a_stride, b.data_ptr(), x.data_ptr(),
+    C.cg_dense(_native.dtype_code(b.dtype), S, n, A.data_ptr(), a_stride, S // A.shape[0], b.data_ptr(), x.data_ptr(),
                minv.data_ptr() if minv is not None else 0, tol.data_ptr(), int(maxiter), iters.data_ptr(),
                res.data_ptr(), status.data_ptr(), _native.exec_args(b))
     return x, iters, res, status

@@ -28,12 +28,14 @@ def cg_dense(A: torch.Tensor, b: torch.Tensor, x0: torch.Tensor, minv: torch.Ten
              maxiter: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Batched CG on small dense SPD systems, each stopping on its own.
 
-    A: (S, n, n) or (1, n, n) (shared); b, x0: (S, n); minv: (S, n) inverse Jacobi diagonal
+    A: (G, n, n), G dividing S: system s uses matrix s // (S / G); b, x0: (S, n); minv: (S, n) inverse Jacobi diagonal
     or None; tol: (S,) absolute residual tolerances. System s stops when
     ``||r_s|| <= tol[s]`` (recursive residual), at breakdown, or after ``maxiter``
     iterations. Returns (x (S, n), iterations int32 (S,), residual norm (S,), status
     int32 (S,))."""
     S, n = b.shape
+    if A.shape[0] not in (1, S):  # G matrices, each shared by S / G consecutive systems
+        A = A.repeat_interleave(S // A.shape[0], dim=0)
     x = x0.clone()
     r = b - (A @ x.unsqueeze(-1)).squeeze(-1)
     z = r * minv if minv is not None else r

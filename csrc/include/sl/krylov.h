@@ -16,7 +16,9 @@
 //   else p_s = z_s + (rz_new[s] / rz[s]) p_s and rz[s] = rz_new[s]. (z may alias r.)
 //   CUDA workspace: cg_direction_workspace_bytes.
 //
-// cg_dense: A_s = A + s * a_stride (a_stride 0: one shared matrix), row-major n x n;
+// cg_dense: A_s = A + (s / a_group) * a_stride (a_stride 0: one shared matrix; a_group > 1:
+//   consecutive systems share a matrix, e.g. the r columns of one right-hand side block),
+//   row-major n x n;
 //   b, x (in: x0, out: solution), minv (optional inverse Jacobi diagonal, null for none):
 //   contiguous S x n. tol[s]: absolute tolerance on ||r_s||. Each system runs plain
 //   (Jacobi-preconditioned) CG on its own until ||r_s|| <= tol[s] (status 1), a breakdown
@@ -86,6 +88,7 @@ struct CgDenseArgs {
   std::int64_t S = 0, n = 0;
   const void* A = nullptr;
   std::int64_t a_stride = 0;
+  std::int64_t a_group = 1;
   const void* b = nullptr;
   void* x = nullptr;
   const void* minv = nullptr;
