@@ -115,14 +115,52 @@ __device__ __forceinline__ void block_matvec(const T* __restrict__ A, const T* v
   }
 }
 
+// 16-byte vector of T: rows of A and the vector p read with one 16-byte load per lane
+template <typename T> struct vec16;
+template <> struct vec16<float> { using type = float4; static constexpr int N = 4; };
+template <> struct vec16<double> { using type = double2; static constexpr int N = 2; };
+
+// out = A v with 16-byte loads; needs n % N == 0, A and v 16-byte aligned (the launcher checks)
+template <typename T>
+__device__ __forceinline__ void block_matvec_vec(const T* __restrict__ A, const T* v, T* out, int n) {
+  using V = typename vec16<T>::type;
+  constexpr int N = vec16<T>::N;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  const int nv = n / N;
+  const V* vv = reinterpret_cast<const V*>(v);
+  for (int i = warp; i < n; i += nw) {
+    const V* row = reinterpret_cast<const V*>(A + static_cast<std::int64_t>(i) * n);
+    T acc = T(0);
+    for (int j = lane; j < nv; j += 32) {
+      const V a = row[j];
+      const V b = vv[j];
+      const T* ae = reinterpret_cast<const T*>(&a);
+      const T* be = reinterpret_cast<const T*>(&b);
+#pragma unroll
+      for (int k = 0; k < N; ++k) acc += ae[k] * be[k];
+    }
+    acc = warp_sum(acc);
+    if (lane == 0) out[i] = acc;
+  }
+}
+
+template <typename T>
+__device__ __forceinline__ void dense_matvec(const T* __restrict__ A, const T* v, T* out, int n, bool vec) {
+  if (vec) {
+    block_matvec_vec(A, v, out, n);
+  } else {
+    block_matvec(A, v, out, n);
+  }
+}
+
 template <typename T>
 __device__ __forceinline__ bool finite_pos(T v) {
   return v > T(0) && isfinite(v);
 }
 
 template <typename T>
-__global__ void cg_dense_kernel(CgDenseArgs a) {
-  extern __shared__ unsigned char smem_raw[];
+__global__ void cg_dense_kernel(CgDenseArgs a, bool vec) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
   T* sh = reinterpret_cast<T*>(smem_raw);
   const int n = static_cast<int>(a.n);
   T* x = sh;
@@ -142,7 +180,7 @@ __global__ void cg_dense_kernel(CgDenseArgs a) {
 
   for (int i = threadIdx.x; i < n; i += blockDim.x) x[i] = xg[i];
   __syncthreads();
-  block_matvec(A, x, q, n);
+  dense_matvec(A, x, q, n, vec);
   __syncthreads();
   T prr = T(0), prz = T(0);
   for (int i = threadIdx.x; i < n; i += blockDim.x) {
@@ -165,7 +203,7 @@ __global__ void cg_dense_kernel(CgDenseArgs a) {
   }
   while (st == kCgRunning && it < a.maxiter) {
     __syncthreads();  // p complete
-    block_matvec(A, p, q, n);
+    dense_matvec(A, p, q, n, vec);
     __syncthreads();
     T ppq = T(0);
     for (int i = threadIdx.x; i < n; i += blockDim.x) ppq += p[i] * q[i];
@@ -513,7 +551,10 @@ Status cg_dense_cuda(int dtype, const CgDenseArgs& a, const Exec& exec) {
       SL_CUDA_TRY(cudaFuncSetAttribute(cg_dense_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        static_cast<int>(smem)));
     }
-    cg_dense_kernel<T><<<static_cast<unsigned>(a.S), threads, smem, stream>>>(a);
+    // 16-byte loads when every row and the shared vectors (offsets k n) stay 16-byte aligned
+    constexpr int N = vec16<T>::N;
+    const bool vec = a.n % N == 0 && aligned16(a.A) && (a.a_stride % N) == 0;
+    cg_dense_kernel<T><<<static_cast<unsigned>(a.S), threads, smem, stream>>>(a, vec);
     SL_CUDA_CHECK_LAUNCH("cg_dense_kernel");
     return Status::ok();
   });
