@@ -269,52 +269,62 @@ def _precond(apply_M, minv, R):
 
 def _loop_global(apply_A, apply_M, minv, B, X, tol, maxiter, callback, to_b_layout):
     """One CG on the block-diagonal system of the whole batch: alpha and beta are shared
-    (DDS's batched CG); the stopping rule uses the residual norm over the whole batch."""
-    ops = _ops()
+    (DDS's batched CG); the stopping rule uses the residual norm over the whole batch.
+    Scalars stay on the device; the host looks at the flag every few iterations."""
+    from ._ops import krylov as kops
+
     shape = B.shape
     n = shape[-1]
     S = B.numel() // n if n else 0
+    dev, dt = B.device, B.dtype
     R = (B - _apply(apply_A, X)).contiguous()
-    Z = _precond(apply_M, minv, R)
-    P = Z.clone()
-    rr = _dot(R, R).contiguous()
-    rz = float(_dot(R, Z).sum())
-    tol_all = float(tol.reshape(-1)[0]) if tol.numel() else 0.0
-    status = CG_RUNNING
-    it = 0
-    ones = torch.ones(S, dtype=torch.bool, device=B.device)
-    if float(rr.sum()) <= tol_all ** 2:
-        status = CG_CONVERGED
-    elif not rz > 0:
-        status = CG_BREAKDOWN
-    while status == CG_RUNNING and it < maxiter:
-        AP = _apply(apply_A, P)
-        pAp = float(_dot(P, AP).sum())
-        if not (pAp > 0 and pAp < float("inf")):
-            status = CG_BREAKDOWN
+    precond = apply_M is not None or minv is not None
+    Z = _precond(apply_M, minv, R) if precond else R
+    P = Z.clone(memory_format=torch.contiguous_format)
+    rr = _dot(R, R).reshape(S).contiguous()
+    rz = (Z * R).sum()
+    tol_all2 = (tol.reshape(-1)[:1] ** 2).sum() if tol.numel() else torch.zeros((), dtype=dt, device=dev)
+    status = torch.full((), CG_RUNNING, dtype=torch.int32, device=dev)
+    status = torch.where(rr.sum() <= tol_all2, CG_CONVERGED, status)
+    status = torch.where((status == CG_RUNNING) & ~(torch.isfinite(rz) & (rz > 0)), CG_BREAKDOWN, status)
+    iters = torch.zeros((), dtype=torch.int32, device=dev)
+    zero = torch.zeros((), dtype=dt, device=dev)
+    every = _CHECK_EVERY.get(dev.type, 8)
+    X2, R2, P2 = X.view(S, n), R.view(S, n), P.view(S, n)
+    for it in range(maxiter):
+        active = status == CG_RUNNING
+        if it % every == 0 and not bool(active):
             break
-        alpha = torch.full((S,), rz / pAp, dtype=B.dtype, device=B.device)
-        ops.cg_update_.default(X.view(S, n), R.view(S, n), rr.view(S), P.view(S, n), AP.reshape(S, n), alpha, ones)
-        it += 1
+        AP = _apply(apply_A, P).reshape(S, n)
+        pAp = (P2 * AP).sum()
+        ok = torch.isfinite(pAp) & (pAp > 0)
+        status = torch.where(active & ~ok, CG_BREAKDOWN, status)
+        active = active & ok
+        alpha = torch.where(active, rz / torch.where(active, pAp, 1), zero)
+        kops.cg_update(X2, R2, rr, P2, AP, alpha.expand(S).contiguous(), active.expand(S).contiguous())
+        iters = iters + active.to(torch.int32)
+        rr_all = rr.sum()
+        done = active & (rr_all <= tol_all2)
+        status = torch.where(done, CG_CONVERGED, status)
+        bad = active & ~done & ~torch.isfinite(rr_all)
+        status = torch.where(bad, CG_BREAKDOWN, status)
+        active = active & ~done & ~bad
         if callback is not None:
             callback(to_b_layout(X))
-        rr_all = float(rr.sum())
-        if rr_all <= tol_all ** 2:
-            status = CG_CONVERGED
-            break
-        if not rr_all < float("inf"):
-            status = CG_BREAKDOWN
-            break
-        Z = _precond(apply_M, minv, R)
-        rz_new = float(_dot(R, Z).sum()) if Z is not R else rr_all
-        if not rz_new > 0:
-            status = CG_BREAKDOWN
-            break
-        P = Z + (rz_new / rz) * P
-        rz = rz_new
-    st = torch.full(shape[:-1], status, dtype=torch.int32, device=B.device)
-    iters = torch.full(shape[:-1], it, dtype=torch.int32, device=B.device)
-    return X, iters, rr.clamp_min(0).sqrt(), st
+        if precond:
+            Z = _precond(apply_M, minv, R).reshape(S, n)
+            rz_new = (Z * R2).sum()
+        else:
+            Z, rz_new = R2, rr_all
+        ok = torch.isfinite(rz_new) & (rz_new > 0)
+        status = torch.where(active & ~ok, CG_BREAKDOWN, status)
+        active = active & ok
+        beta = torch.where(active, rz_new / rz, zero)
+        P2.copy_(torch.where(active, Z + beta * P2, P2))
+        rz = torch.where(active, rz_new, rz)
+    sb = shape[:-1]
+    return (X, iters.expand(sb).clone(), rr.clamp_min(0).sqrt().reshape(sb),
+            status.to(torch.int32).expand(sb).clone())
 
 
 def _report(fn, converged, status, res, tol, maxiter) -> None:

@@ -43,25 +43,29 @@ def _contig(t: torch.Tensor) -> torch.Tensor:
     return t if t.is_contiguous() else t.contiguous()
 
 
+def _update_native(x, r, rr, p, Ap, alpha, active) -> None:
+    """The native call; every tensor contiguous (the caller guarantees it)."""
+    C = _native.lib()
+    S, n = x.shape
+    code = _native.dtype_code(x.dtype)
+    ex = _native.exec_args(x)
+    nbytes = C.cg_update_workspace_bytes(code, S, n, ex[0]) if ex[0] else 0
+    ws = torch.empty(nbytes, dtype=torch.uint8, device=x.device) if nbytes else None
+    C.cg_update(code, S, n, x.data_ptr(), r.data_ptr(), rr.data_ptr(), p.data_ptr(), Ap.data_ptr(),
+                alpha.data_ptr(), active.data_ptr(), ws.data_ptr() if ws is not None else 0, nbytes, ex)
+
+
 @cg_update_.register_kernel(("cpu", "cuda"))
 def _(x, r, rr, p, Ap, alpha, active):
     _check_update(x, r, rr, p, Ap, alpha, active)
     if x.numel() == 0:
         return
-    if not (x.is_contiguous() and r.is_contiguous() and rr.is_contiguous()):
-        xc, rc, rrc = _contig(x), _contig(r), _contig(rr)
-        torch.ops.subspace_linalg.cg_update_.default(xc, rc, rrc, p, Ap, alpha, active)
-        x.copy_(xc), r.copy_(rc), rr.copy_(rrc)
-        return
-    C = _native.lib()
-    S, n = x.shape
-    code = _native.dtype_code(x.dtype)
-    ex = _native.exec_args(x)
-    p, Ap, alpha, active = _contig(p), _contig(Ap), _contig(alpha), _contig(active)
-    nbytes = C.cg_update_workspace_bytes(code, S, n, ex[0])
-    ws = torch.empty(nbytes, dtype=torch.uint8, device=x.device) if nbytes else None
-    C.cg_update(code, S, n, x.data_ptr(), r.data_ptr(), rr.data_ptr(), p.data_ptr(), Ap.data_ptr(),
-                alpha.data_ptr(), active.data_ptr(), ws.data_ptr() if ws is not None else 0, nbytes, ex)
+    mut = (x, r, rr)
+    cs = [_contig(t) for t in mut]
+    _update_native(*cs, _contig(p), _contig(Ap), _contig(alpha), _contig(active))
+    for t, c in zip(mut, cs):
+        if t is not c:
+            t.copy_(c)
 
 
 def _check_dense(A, b, x0, minv, tol, maxiter) -> None:
@@ -250,6 +254,14 @@ def cg_step(x, r, rr, status, iters, p, Ap, rz, tol2) -> None:
         torch.ops.subspace_linalg.cg_step_.default(x, r, rr, status, iters, p, Ap, rz, tol2)
     else:
         _step_native(x, r, rr, status, iters, p, Ap, rz, tol2)
+
+
+def cg_update(x, r, rr, p, Ap, alpha, active) -> None:
+    """Eager hot path of cg_update_ (see cg_step)."""
+    if torch.compiler.is_compiling() or not native_ok(x):
+        torch.ops.subspace_linalg.cg_update_.default(x, r, rr, p, Ap, alpha, active)
+    else:
+        _update_native(x, r, rr, p, Ap, alpha, active)
 
 
 def cg_direction(p, z, rz_new, rz, status) -> None:
