@@ -140,6 +140,75 @@ def _update_case(S: int, n: int, dtype, device) -> Case:
                 note="timings include cloning x, r, rr (both sides)")
 
 
+def _step_case(S: int, n: int, dtype, device) -> Case:
+    """One iteration's vector work of the operator loop: native cg_step + cg_direction (as
+    the driver calls them) beside the same two steps composed of torch ops."""
+    from subspace_linalg._ops import krylov as kops
+
+    def setup():
+        g = torch.Generator().manual_seed(S * 7 + n)
+        mk = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64).to(dtype=dtype, device=device)  # noqa: E731
+        p = mk(S, n)
+        return {"x": mk(S, n), "r": mk(S, n), "p": p, "Ap": p * (mk(S, n).abs() + 0.1),
+                "rz": mk(S).abs() + 1, "tol2": torch.full((S,), 1e-30, dtype=dtype, device=device)}
+
+    def run(inp, step, direction):
+        x, r, p = inp["x"].clone(), inp["r"].clone(), inp["p"].clone()
+        rr = torch.empty(S, dtype=dtype, device=device)
+        rz = inp["rz"].clone()
+        st = torch.zeros(S, dtype=torch.int32, device=device)
+        it = torch.zeros(S, dtype=torch.int32, device=device)
+        step(x, r, rr, st, it, p, inp["Ap"], rz, inp["tol2"])
+        direction(p, r, rr, rz, st)
+        return x, r, p
+
+    def check(inp, out):
+        want = run(inp, ref.cg_step_, ref.cg_direction_)
+        return max(float((o - w).norm() / w.norm()) for o, w in zip(out, want))
+
+    esize = torch.empty((), dtype=dtype).element_size()
+    return Case(SUITE, f"cg_step + cg_direction {S}x{n} {_dname(dtype)}", setup,
+                lambda inp: run(inp, kops.cg_step, kops.cg_direction), check,
+                tol=10 * math.sqrt(n) * torch.finfo(dtype).eps,
+                peers=[Peer("same two steps composed of torch ops", lambda inp: run(inp, ref.cg_step_, ref.cg_direction_))],
+                bytes_moved=9 * S * n * esize, params={"S": S, "n": n, "dtype": _dname(dtype)},
+                note="timings include cloning x, r, p (both sides)")
+
+
+def _csr_case(m: int, S: int, dtype, device) -> Case:
+    """The CSR operator's product (native csr_matvec) beside torch's sparse CSR matmul."""
+    from subspace_linalg._ops import krylov as kops
+
+    N = m * m
+
+    def setup():
+        import numpy as np
+        import scipy.sparse as sp
+
+        T = sp.diags([-np.ones(m - 1), 2 * np.ones(m), -np.ones(m - 1)], [-1, 0, 1])
+        I = sp.identity(m)
+        P = (sp.kron(T, I) + sp.kron(I, T)).tocsr()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            A = torch.sparse_csr_tensor(torch.from_numpy(P.indptr).long(), torch.from_numpy(P.indices).long(),
+                                        torch.from_numpy(P.data).to(dtype), size=P.shape).to(device)
+        g = torch.Generator().manual_seed(m)
+        x = torch.randn(S, N, generator=g, dtype=torch.float64).to(dtype=dtype, device=device)
+        return {"A": A, "x": x, "xT": x.T.contiguous(), "P": P, "crow": A.crow_indices().clone(),
+                "col": A.col_indices().clone(), "val": A.values().clone()}
+
+    def check(inp, y):
+        want = inp["x"].double().cpu().numpy() @ inp["P"].T
+        y = y.double().cpu().numpy()
+        return float(((y - want) ** 2).sum() ** 0.5 / (want ** 2).sum() ** 0.5)
+
+    return Case(SUITE, f"csr_matvec 2-D Poisson {m}x{m} (N={N}) x {S} vectors {_dname(dtype)}", setup,
+                lambda inp: kops.csr_matvec_fast(inp["crow"], inp["col"], inp["val"], inp["x"], N), check,
+                tol=10 * torch.finfo(dtype).eps,
+                peers=[Peer("torch sparse CSR @ dense", lambda inp: (inp["A"] @ inp["xT"]).T)],
+                params={"m": m, "N": N, "S": S, "dtype": _dname(dtype)})
+
+
 def _mats_case(d: int, T: int, dtype, device) -> Case:
     rtol = _RTOL[dtype]
     N = d * d
@@ -266,6 +335,8 @@ def cases(device: str, dtype: torch.dtype, quick: bool) -> list[Case]:
     if quick:
         out.append(_batched_case(512, 64, 1e4, dtype, device))
         out.append(_update_case(512, 64, dtype, device))
+        out.append(_step_case(512, 64, dtype, device))
+        out.append(_csr_case(64, 1, dtype, device))
         out.append(_mats_case(32, 3, dtype, device))
         out.append(_poisson_case(64, dtype, device))
         out.append(_lanczos_case(32, 6, "largest", dtype, device))
@@ -276,6 +347,10 @@ def cases(device: str, dtype: torch.dtype, quick: bool) -> list[Case]:
         out.append(_batched_case(8192, 128, 1e4, dtype, device))
     out.append(_update_case(512, 64, dtype, device))
     out.append(_update_case(4, 1 << 20, dtype, device))
+    out.append(_step_case(512, 64, dtype, device))
+    out.append(_step_case(4, 1 << 20, dtype, device))
+    out.append(_csr_case(256, 1, dtype, device))
+    out.append(_csr_case(128, 16, dtype, device))
     out.append(_mats_case(64, 3, dtype, device))
     out.append(_poisson_case(128, dtype, device))
     out.append(_lanczos_case(48, 6, "largest", dtype, device))
