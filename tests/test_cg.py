@@ -119,7 +119,8 @@ def test_not_converged_warns_and_reports(path, gen):
         res = sl.cg(A_in, b, maxiter=4)
     assert not bool(res.converged) and int(res.iterations) == 4
     true = float(torch.linalg.vector_norm(b - A @ res.x))
-    assert abs(float(res.residual_norm) - true) <= 1e-8 * true
+    floor = table_rtol("solve", torch.float64, 50) * float(torch.linalg.matrix_norm(A, ord=2) * res.x.norm())
+    assert abs(float(res.residual_norm) - true) <= floor
 
 
 def test_x0_untouched_and_used(gen):
@@ -170,7 +171,7 @@ def test_preconditioners(gen):
     csr = sl.cg(dense_to_csr(A), b, rtol=1e-10, M="jacobi")
     for r in (plain, jac, as_callable, as_tensor, csr):
         assert bool(r.converged)
-        assert float(torch.linalg.vector_norm(b - A @ r.x)) <= 1e-10 * float(b.norm()) * 10
+        assert residual_bound_ok(A, b, r.x, 1e-10, 0.0, torch.float64)[0]
     assert int(jac.iterations) < int(plain.iterations) // 2
     assert abs(int(jac.iterations) - int(as_callable.iterations)) <= 1
     assert abs(int(jac.iterations) - int(as_tensor.iterations)) <= 1
@@ -189,7 +190,7 @@ def test_columns_batched_operators_and_callback(gen):
     B = torch.randn(2, n, r, generator=g, dtype=torch.float64)
     res = sl.cg(A, B, rtol=1e-10)
     assert res.x.shape == (2, n, r) and res.iterations.shape == (2, r)
-    assert float((A @ res.x - B).norm() / B.norm()) <= 1e-9
+    assert residual_bound_ok(A.unsqueeze(1), B.mT, res.x.mT, 1e-10, 0.0, torch.float64)[0]
     # column j of system i equals solving vector-wise
     v = sl.cg(A[1], B[1, :, 3], rtol=1e-10)
     assert int(v.iterations) == int(res.iterations[1, 3])
@@ -199,7 +200,7 @@ def test_columns_batched_operators_and_callback(gen):
     bb = torch.randn(4, n, generator=g, dtype=torch.float64)
     out = sl.cg(L, bb, rtol=1e-10, callback=lambda xk: calls.append(xk.shape))
     assert len(calls) == int(out.iterations.max()) and calls[0] == (4, n)
-    assert float((bb - out.x @ A[0]).norm() / bb.norm()) <= 1e-9
+    assert residual_bound_ok(A[0], bb, out.x, 1e-10, 0.0, torch.float64)[0]
     # zero right-hand side: zero iterations, zero solution
     z = sl.cg(A[0], torch.zeros(n, dtype=torch.float64))
     assert bool(z.converged) and int(z.iterations) == 0 and not bool(z.x.any())
@@ -215,7 +216,8 @@ def test_global_reduction_is_one_cg_on_the_block_diagonal(gen):
     Abd = torch.block_diag(*A).numpy()
     _, info, its = scipy_cg_iters(Abd, b.reshape(-1).numpy(), 1e-8)
     assert info == 0 and abs(int(res.iterations[0]) - its) <= 2
-    assert float((b - (A @ res.x.unsqueeze(-1)).squeeze(-1)).norm()) <= 1e-8 * float(b.norm()) * 10
+    Ablock = torch.block_diag(*A)
+    assert residual_bound_ok(Ablock, b.reshape(-1), res.x.reshape(-1), 1e-8, 0.0, torch.float64)[0]
 
 
 def test_bad_input(gen):
@@ -380,7 +382,7 @@ def test_compile_fullgraph_cg_dense(gen):
         return x * 2.0, it
 
     x, it = torch.compile(f, fullgraph=True)(A, b, tol)
-    assert float((A @ (x / 2).unsqueeze(-1) - b.unsqueeze(-1)).norm() / b.norm()) <= 1e-9
+    assert residual_bound_ok(A, b, x / 2, 0.0, 1e-10, torch.float64)[0]
 
 
 def test_hessian_vector_product_operator(gen):
@@ -401,6 +403,6 @@ def test_hessian_vector_product_operator(gen):
     b = torch.randn(12, generator=g, dtype=torch.float64)
     res = sl.cg(H, b, rtol=1e-10)
     assert bool(res.converged) and not res.x.requires_grad
-    assert float((Hd @ res.x - b).norm() / b.norm()) <= 1e-9
+    assert residual_bound_ok(Hd, b, res.x, 1e-10, 0.0, torch.float64)[0]
     nodes, weights = sl.slq_spectrum(H, 4, 12, generator=gen(15))
     assert float(((weights * nodes).sum(-1).mean() - torch.trace(Hd) / 12).abs()) <= 0.5 * float(torch.trace(Hd) / 12)

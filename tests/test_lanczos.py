@@ -15,6 +15,13 @@ from _krylov_cases import poisson2d_scipy, spectrum_matrix, to_torch
 from _tolerances import rtol as table_rtol
 
 
+# the acceptance bounds for the 2-D Poisson matrix (48^2) against scipy eigsh
+POISSON_EIGENVALUE_RTOL = 1e-8
+POISSON_RESIDUAL_MAX = 1e-6
+# what lanczos's default tol (1e-10 relative residual in float64) guarantees, with rounding
+LANCZOS_F64 = 1e-10
+
+
 def _gen(seed):
     return torch.Generator().manual_seed(seed)
 
@@ -37,10 +44,10 @@ def test_poisson_2d_48_matches_eigsh(poisson48, layout, which):
     assert lam.shape == (6,) and V.shape == (P.shape[0], 6) and lam.dtype == torch.float64
     assert bool((lam[1:] >= lam[:-1]).all())  # ascending
     rel = np.abs(lam.numpy() - want) / np.abs(want)
-    assert rel.max() <= 1e-8, rel
+    assert rel.max() <= POISSON_EIGENVALUE_RTOL, rel
     Ad = torch.from_numpy(P.toarray())
     resid = torch.linalg.vector_norm(Ad @ V - V * lam, dim=0)
-    assert float(resid.max()) <= 1e-6
+    assert float(resid.max()) <= POISSON_RESIDUAL_MAX
     assert float((V.T @ V - torch.eye(6, dtype=torch.float64)).abs().max()) <= table_rtol("orth", torch.float64, P.shape[0])
 
 
@@ -54,7 +61,7 @@ def test_float32_and_both_ends(gen):
     err = float((res.eigenvalues.double() - want).abs().max() / evals.abs().max())
     assert err <= table_rtol("eig", torch.float32, 200)
     r = torch.linalg.vector_norm(A64.float() @ res.eigenvectors - res.eigenvectors * res.eigenvalues, dim=0)
-    assert float(r.max()) <= 1e-5 * 5 * 10
+    assert float(r.max()) <= table_rtol("eig", torch.float32, 200) * float(evals.abs().max())
 
 
 @pytest.mark.parametrize("which", ["largest", "smallest", "both"])
@@ -66,10 +73,11 @@ def test_degenerate_spectrum_no_ghosts_no_nan(which, gen):
     lam, V = res.eigenvalues, res.eigenvectors
     assert bool(torch.isfinite(lam).all()) and bool(torch.isfinite(V).all())
     top = {"largest": [3.0] * 6, "smallest": [1.0] * 6, "both": [1.0] * 3 + [3.0] * 3}[which]
-    assert float((lam - torch.tensor(top, dtype=torch.float64)).abs().max()) <= 1e-10
+    tol = table_rtol("eig", torch.float64, 120) * 3.0
+    assert float((lam - torch.tensor(top, dtype=torch.float64)).abs().max()) <= tol
     # no ghosts: the k vectors are distinct (orthonormal) eigenvectors
-    assert float((V.T @ V - torch.eye(6, dtype=torch.float64)).abs().max()) <= 1e-10
-    assert float(torch.linalg.vector_norm(A @ V - V * lam, dim=0).max()) <= 1e-10
+    assert float((V.T @ V - torch.eye(6, dtype=torch.float64)).abs().max()) <= table_rtol("orth", torch.float64, 120)
+    assert float(torch.linalg.vector_norm(A @ V - V * lam, dim=0).max()) <= LANCZOS_F64 * 3.0
 
 
 def test_identity_and_tiny_operators(gen):
@@ -77,7 +85,8 @@ def test_identity_and_tiny_operators(gen):
     eye = torch.eye(30, dtype=torch.float64)
     res = sl.lanczos(eye, 4, generator=g)  # immediate breakdown: every vector is an eigenvector
     assert torch.allclose(res.eigenvalues, torch.ones(4, dtype=torch.float64))
-    assert float((res.eigenvectors.T @ res.eigenvectors - torch.eye(4, dtype=torch.float64)).abs().max()) <= 1e-12
+    assert float((res.eigenvectors.T @ res.eigenvectors - torch.eye(4, dtype=torch.float64)).abs().max()) <= \
+        table_rtol("eig", torch.float64, 30)
     A = spectrum_matrix(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64), g)
     res = sl.lanczos(A, 3, which="smallest", generator=g)  # k = n
     assert torch.allclose(res.eigenvalues, torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64), atol=1e-12)
@@ -90,12 +99,12 @@ def test_batched_matrix_free_and_reproducible(gen):
     res = sl.lanczos(A, 3, generator=_gen(5))
     ref = torch.linalg.eigvalsh(A)[:, -3:]
     assert res.eigenvalues.shape == (3, 3) and res.eigenvectors.shape == (3, 60, 3)
-    assert float((res.eigenvalues - ref).abs().max()) <= 1e-9 * float(ref.abs().max())
+    assert float((res.eigenvalues - ref).abs().max()) <= LANCZOS_F64 * 10 * float(ref.abs().max())
     again = sl.lanczos(A, 3, generator=_gen(5))
     assert torch.equal(res.eigenvectors, again.eigenvectors)
     L = sl.LinearOperator((60, 60), lambda v: v @ A[0].mT, dtype=torch.float64)
     r0 = sl.lanczos(L, 2, which="smallest", generator=g)
-    assert float((r0.eigenvalues - torch.linalg.eigvalsh(A[0])[:2]).abs().max()) <= 1e-9 * float(ref.abs().max())
+    assert float((r0.eigenvalues - torch.linalg.eigvalsh(A[0])[:2]).abs().max()) <= LANCZOS_F64 * 10 * float(ref.abs().max())
 
 
 def test_not_converged_warns(gen):
@@ -173,7 +182,7 @@ def test_slq_breakdown_on_few_distinct_eigenvalues(gen):
     assert bool(torch.isfinite(nodes).all()) and bool(torch.isfinite(weights).all())
     heavy = nodes[weights > 1e-10]
     dist = (heavy.unsqueeze(-1) - ev.unique()).abs().min(-1).values
-    assert float(dist.max()) <= 1e-8
+    assert float(dist.max()) <= table_rtol("eig", torch.float64, 40) * 8.0
     for p in (1, 2, 3):
         per_probe = (weights * nodes ** p).sum(-1)
         se = float(per_probe.std()) / math.sqrt(50)
