@@ -23,7 +23,7 @@ from .hadamard import fwht
 # --- Krylov family ---
 from .operators import LinearOperator, as_operator
 from .krylov import cg
-from .lanczos import hutchinson_trace, lanczos, slq_spectrum
+from .spectral import hutchinson_trace, lanczos, slq_spectrum
 
 # --- subspace power family ---
 

@@ -1,5 +1,5 @@
-"""Lanczos for extreme eigenpairs of symmetric operators, and the estimators on top of it:
-Hutchinson's trace estimator and stochastic Lanczos quadrature (SLQ)."""
+"""Lanczos for extreme eigenpairs of symmetric operators, and the spectral estimators on
+top of it: Hutchinson's trace estimator and stochastic Lanczos quadrature (SLQ)."""
 from __future__ import annotations
 
 import math
