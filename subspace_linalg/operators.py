@@ -175,7 +175,10 @@ class CSROperator(LinearOperator):
         n = x.shape[-1]
         lead = x.shape[:-1]
         X = x.reshape(-1, n)
-        X = X if X.is_contiguous() else X.contiguous()
+        if X.shape[0] > 1 and x.device.type == "cpu":
+            X = X.mT.contiguous().mT  # several vectors: interleaved, the CPU kernel's best layout
+        elif not X.is_contiguous():
+            X = X.contiguous()
         Y = kops.csr_matvec_fast(self._crow, self._col, self._val, X, self._shape[-2])
         return Y.reshape(lead + (self._shape[-2],))
 

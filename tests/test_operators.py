@@ -101,4 +101,8 @@ def test_csr_matvec_op(device, dtype, gen):
     want = x.double().cpu() @ D.T
     assert float((y.double().cpu() - want).norm() / want.norm()) <= table_rtol("transform", dtype, n)
     assert torch.allclose(y, ref_csr(crow, col, val, x, m), rtol=table_rtol("transform", dtype, n))
+    xi = x.mT.contiguous().mT  # interleaved vectors (the CSR operator's layout for several)
+    yi = torch.ops.subspace_linalg.csr_matvec.default(crow, col, val, xi, m)
+    assert torch.allclose(yi, y, rtol=table_rtol("transform", dtype, n))
     torch.library.opcheck(torch.ops.subspace_linalg.csr_matvec.default, (crow, col, val, x, m))
+    torch.library.opcheck(torch.ops.subspace_linalg.csr_matvec.default, (crow, col, val, xi, m))

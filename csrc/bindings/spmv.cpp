@@ -7,7 +7,8 @@ namespace bind {
 namespace {
 
 void csr_matvec(int dtype, std::int64_t m, std::int64_t n, std::int64_t S, std::int64_t nnz, std::uintptr_t crow,
-                std::uintptr_t col, std::uintptr_t val, std::uintptr_t x, std::uintptr_t y, const ExecSpec& exec_spec) {
+                std::uintptr_t col, std::uintptr_t val, std::uintptr_t x, std::int64_t xs, std::int64_t xj,
+                std::uintptr_t y, std::int64_t ys, std::int64_t yi, const ExecSpec& exec_spec) {
   CsrMatvecArgs a;
   a.m = m;
   a.n = n;
@@ -18,6 +19,10 @@ void csr_matvec(int dtype, std::int64_t m, std::int64_t n, std::int64_t S, std::
   a.val = reinterpret_cast<const void*>(val);
   a.x = reinterpret_cast<const void*>(x);
   a.y = reinterpret_cast<void*>(y);
+  a.xs = xs;
+  a.xj = xj;
+  a.ys = ys;
+  a.yi = yi;
   const Exec exec = exec_from(exec_spec);
   Status s;
   {
@@ -29,7 +34,7 @@ void csr_matvec(int dtype, std::int64_t m, std::int64_t n, std::int64_t S, std::
 }
 
 void bind_spmv(py::module_& m) {
-  m.def("csr_matvec", &csr_matvec, "CSR times rows of vectors (dtype, m, n, S, nnz, crow, col, val, x, y, exec)");
+  m.def("csr_matvec", &csr_matvec, "CSR times a batch of vectors (dtype, m, n, S, nnz, crow, col, val, x, xs, xj, y, ys, yi, exec)");
 }
 
 const Registrar reg("spmv", &bind_spmv);

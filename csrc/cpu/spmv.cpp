@@ -21,20 +21,40 @@ Status csr_matvec_check(int dtype, const CsrMatvecArgs& a) {
 
 namespace {
 
+constexpr int kChunk = 16;  // vectors per pass when the vectors are interleaved
+
 template <typename T>
 Status run(const CsrMatvecArgs& a) {
   const T* val = static_cast<const T*>(a.val);
   const T* x = static_cast<const T*>(a.x);
   T* y = static_cast<T*>(a.y);
-  const std::int64_t m = a.m, n = a.n, S = a.S;
+  const std::int64_t m = a.m, S = a.S;
+  if (a.xs == 1 && S > 1) {  // interleaved vectors: the S values of one column are contiguous
+#pragma omp parallel for schedule(static) if (S * (a.nnz + m) >= 65536)
+    for (std::int64_t i = 0; i < m; ++i) {
+      const std::int64_t lo = a.crow[i], hi = a.crow[i + 1];
+      for (std::int64_t s0 = 0; s0 < S; s0 += kChunk) {
+        const int w = static_cast<int>(S - s0 < kChunk ? S - s0 : kChunk);
+        T acc[kChunk] = {};
+        for (std::int64_t k = lo; k < hi; ++k) {
+          const T v = val[k];
+          const T* xc = x + a.col[k] * a.xj + s0;
+#pragma omp simd
+          for (int t = 0; t < w; ++t) acc[t] += v * xc[t];
+        }
+        for (int t = 0; t < w; ++t) y[(s0 + t) * a.ys + i * a.yi] = acc[t];
+      }
+    }
+    return Status::ok();
+  }
 #pragma omp parallel for schedule(static) if (S * (a.nnz + m) >= 65536)
   for (std::int64_t i = 0; i < m; ++i) {
     const std::int64_t lo = a.crow[i], hi = a.crow[i + 1];
     for (std::int64_t s = 0; s < S; ++s) {
-      const T* xs = x + s * n;
+      const T* xv = x + s * a.xs;
       T acc = T(0);
-      for (std::int64_t k = lo; k < hi; ++k) acc += val[k] * xs[a.col[k]];
-      y[s * m + i] = acc;
+      for (std::int64_t k = lo; k < hi; ++k) acc += val[k] * xv[a.col[k] * a.xj];
+      y[s * a.ys + i * a.yi] = acc;
     }
   }
   return Status::ok();

@@ -24,10 +24,10 @@ __global__ void csr_thread_kernel(CsrMatvecArgs a) {
   T* y = static_cast<T*>(a.y);
   for (std::int64_t t = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < total; t += stride) {
     const std::int64_t s = t / a.m, i = t % a.m;
-    const T* xs = x + s * a.n;
+    const T* xv = x + s * a.xs;
     T acc = T(0);
-    for (std::int64_t k = a.crow[i]; k < a.crow[i + 1]; ++k) acc += val[k] * xs[a.col[k]];
-    y[t] = acc;
+    for (std::int64_t k = a.crow[i]; k < a.crow[i + 1]; ++k) acc += val[k] * xv[a.col[k] * a.xj];
+    y[s * a.ys + i * a.yi] = acc;
   }
 }
 
@@ -42,12 +42,12 @@ __global__ void csr_warp_kernel(CsrMatvecArgs a) {
   for (std::int64_t t = static_cast<std::int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32; t < total;
        t += wstride) {
     const std::int64_t s = t / a.m, i = t % a.m;
-    const T* xs = x + s * a.n;
+    const T* xv = x + s * a.xs;
     T acc = T(0);
-    for (std::int64_t k = a.crow[i] + lane; k < a.crow[i + 1]; k += 32) acc += val[k] * xs[a.col[k]];
+    for (std::int64_t k = a.crow[i] + lane; k < a.crow[i + 1]; k += 32) acc += val[k] * xv[a.col[k] * a.xj];
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-    if (lane == 0) y[t] = acc;
+    if (lane == 0) y[s * a.ys + i * a.yi] = acc;
   }
 }
 

@@ -300,20 +300,28 @@ def _(crow, col, val, x, m):
 
 
 def _csr_native(crow, col, val, x, m) -> torch.Tensor:
-    y = torch.empty((x.shape[0], m), dtype=val.dtype, device=x.device)
-    _native.lib().csr_matvec(_native.dtype_code(val.dtype), m, x.shape[1], x.shape[0], val.shape[0], crow.data_ptr(),
-                             col.data_ptr(), val.data_ptr(), x.data_ptr(), y.data_ptr(), _native.exec_args(x))
+    """x (S, n) with any strides (rows, or interleaved columns: x = X.mT of a contiguous X
+    (n, S), the layout the CPU kernel reads best for several vectors); y (S, m) in the
+    same layout as x."""
+    S, n = x.shape
+    if x.stride(0) == 1 and S > 1:  # interleaved: y interleaved too
+        y = torch.empty((m, S), dtype=val.dtype, device=x.device).mT
+    else:
+        y = torch.empty((S, m), dtype=val.dtype, device=x.device)
+    _native.lib().csr_matvec(_native.dtype_code(val.dtype), m, n, S, val.shape[0], crow.data_ptr(), col.data_ptr(),
+                             val.data_ptr(), x.data_ptr(), x.stride(0), x.stride(1), y.data_ptr(), y.stride(0),
+                             y.stride(1), _native.exec_args(x))
     return y
 
 
 @csr_matvec.register_kernel(("cpu", "cuda"))
 def _(crow, col, val, x, m):
     _check_csr(crow, col, val, x, m)
-    return _csr_native(_contig(crow), _contig(col), _contig(val), _contig(x), m)
+    return _contig(_csr_native(_contig(crow), _contig(col), _contig(val), x, m))
 
 
 def csr_matvec_fast(crow, col, val, x, m) -> torch.Tensor:
-    """Eager hot path (see cg_step); x must be contiguous."""
+    """Eager hot path (see cg_step); x (S, n) rows or interleaved (x.stride(0) == 1)."""
     if torch.compiler.is_compiling() or not native_ok(x):
         return torch.ops.subspace_linalg.csr_matvec.default(crow, col, val, x, m)
     return _csr_native(crow, col, val, x, m)
