@@ -159,8 +159,8 @@ class DenseOperator(LinearOperator):
 
 
 class CSROperator(LinearOperator):
-    """A 2-D torch sparse CSR matrix ``(m, n)`` as an operator; its products run in the
-    native CSR kernel (``subspace_linalg::csr_matvec``) on the CPU and CUDA."""
+    """A 2-D torch sparse CSR matrix ``(m, n)`` as an operator: one vector through the
+    native CSR kernel (``subspace_linalg::csr_matvec``), several through torch's SpMM."""
 
     def __init__(self, A: torch.Tensor):
         self.A = A
@@ -175,11 +175,10 @@ class CSROperator(LinearOperator):
         n = x.shape[-1]
         lead = x.shape[:-1]
         X = x.reshape(-1, n)
-        if X.shape[0] > 1 and x.device.type == "cpu":
-            X = X.mT.contiguous().mT  # several vectors: interleaved, the CPU kernel's best layout
-        elif not X.is_contiguous():
-            X = X.contiguous()
-        Y = kops.csr_matvec_fast(self._crow, self._col, self._val, X, self._shape[-2])
+        if X.shape[0] > 1:  # several vectors: torch's SpMM (MKL / cuSPARSE) is the faster one (bench krylov)
+            Y = (self.A @ X.mT.contiguous()).mT
+        else:  # one vector: the native kernel (torch's CSR SpMV is slow on the CPU, bench krylov)
+            Y = kops.csr_matvec_fast(self._crow, self._col, self._val, X.contiguous(), self._shape[-2])
         return Y.reshape(lead + (self._shape[-2],))
 
     def matmul(self, X: torch.Tensor) -> torch.Tensor:

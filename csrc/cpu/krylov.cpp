@@ -12,21 +12,9 @@
 #include <vector>
 
 #include "sl/dtype.h"
+#include "sl/isa.h"
 #include "sl/krylov.h"
 #include "sl/parallel.h"
-
-// x86-64 GCC/Clang: the compute-bound loop is also compiled for AVX2+FMA and AVX-512 and
-// chosen at run time by CPU features (the package is built without -march)
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
-#define SL_X86_DISPATCH 1
-#define SL_TARGET_AVX2 __attribute__((target("avx2,fma")))
-#define SL_TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
-#endif
-#if defined(__GNUC__)
-#define SL_ALWAYS_INLINE __attribute__((always_inline))
-#else
-#define SL_ALWAYS_INLINE
-#endif
 
 namespace sl {
 
@@ -358,17 +346,6 @@ template <typename T>
 SL_TARGET_AVX2 void dense_system_avx2(const CgDenseArgs& a, std::int64_t s, T* w) { dense_system<T>(a, s, w); }
 template <typename T>
 SL_TARGET_AVX512 void dense_system_avx512(const CgDenseArgs& a, std::int64_t s, T* w) { dense_system<T>(a, s, w); }
-
-inline int x86_level() {  // 2: AVX-512, 1: AVX2+FMA, 0: baseline
-  static const int level = [] {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
-      return 2;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
-    return 0;
-  }();
-  return level;
-}
 #endif
 
 template <typename T>
@@ -377,7 +354,7 @@ using DenseSystemFn = void (*)(const CgDenseArgs&, std::int64_t, T*);
 template <typename T>
 DenseSystemFn<T> pick_dense_system() {
 #ifdef SL_X86_DISPATCH
-  switch (x86_level()) {
+  switch (isa_level()) {
     case 2: return &dense_system_avx512<T>;
     case 1: return &dense_system_avx2<T>;
     default: break;

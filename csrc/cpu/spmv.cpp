@@ -5,6 +5,7 @@
 #include <type_traits>
 
 #include "sl/dtype.h"
+#include "sl/isa.h"
 #include "sl/parallel.h"
 #include "sl/spmv.h"
 
@@ -21,34 +22,44 @@ Status csr_matvec_check(int dtype, const CsrMatvecArgs& a) {
 
 namespace {
 
-constexpr int kChunk = 16;  // vectors per pass when the vectors are interleaved
+constexpr int kChunk = 16;           // vectors per pass when the vectors are interleaved
+constexpr std::int64_t kRowBlock = 256;  // rows per task
 
+// rows [i0, i1) of y (forced inline into the per-ISA wrappers below; the OpenMP region
+// stays outside them so that its outlined body is not compiled for the baseline ISA)
 template <typename T>
-Status run(const CsrMatvecArgs& a) {
+SL_ALWAYS_INLINE inline void rows_body(const CsrMatvecArgs& a, std::int64_t i0, std::int64_t i1) {
   const T* val = static_cast<const T*>(a.val);
   const T* x = static_cast<const T*>(a.x);
   T* y = static_cast<T*>(a.y);
-  const std::int64_t m = a.m, S = a.S;
+  const std::int64_t S = a.S;
   if (a.xs == 1 && S > 1) {  // interleaved vectors: the S values of one column are contiguous
-#pragma omp parallel for schedule(static) if (S * (a.nnz + m) >= 65536)
-    for (std::int64_t i = 0; i < m; ++i) {
+    for (std::int64_t i = i0; i < i1; ++i) {
       const std::int64_t lo = a.crow[i], hi = a.crow[i + 1];
       for (std::int64_t s0 = 0; s0 < S; s0 += kChunk) {
         const int w = static_cast<int>(S - s0 < kChunk ? S - s0 : kChunk);
         T acc[kChunk] = {};
-        for (std::int64_t k = lo; k < hi; ++k) {
-          const T v = val[k];
-          const T* xc = x + a.col[k] * a.xj + s0;
+        if (w == kChunk) {  // constant trip count: the accumulators live in vector registers
+          for (std::int64_t k = lo; k < hi; ++k) {
+            const T v = val[k];
+            const T* xc = x + a.col[k] * a.xj + s0;
 #pragma omp simd
-          for (int t = 0; t < w; ++t) acc[t] += v * xc[t];
+            for (int t = 0; t < kChunk; ++t) acc[t] += v * xc[t];
+          }
+        } else {
+          for (std::int64_t k = lo; k < hi; ++k) {
+            const T v = val[k];
+            const T* xc = x + a.col[k] * a.xj + s0;
+#pragma omp simd
+            for (int t = 0; t < w; ++t) acc[t] += v * xc[t];
+          }
         }
         for (int t = 0; t < w; ++t) y[(s0 + t) * a.ys + i * a.yi] = acc[t];
       }
     }
-    return Status::ok();
+    return;
   }
-#pragma omp parallel for schedule(static) if (S * (a.nnz + m) >= 65536)
-  for (std::int64_t i = 0; i < m; ++i) {
+  for (std::int64_t i = i0; i < i1; ++i) {
     const std::int64_t lo = a.crow[i], hi = a.crow[i + 1];
     for (std::int64_t s = 0; s < S; ++s) {
       const T* xv = x + s * a.xs;
@@ -56,6 +67,32 @@ Status run(const CsrMatvecArgs& a) {
       for (std::int64_t k = lo; k < hi; ++k) acc += val[k] * xv[a.col[k] * a.xj];
       y[s * a.ys + i * a.yi] = acc;
     }
+  }
+}
+
+template <typename T>
+void rows_base(const CsrMatvecArgs& a, std::int64_t i0, std::int64_t i1) { rows_body<T>(a, i0, i1); }
+#ifdef SL_X86_DISPATCH
+template <typename T>
+SL_TARGET_AVX2 void rows_avx2(const CsrMatvecArgs& a, std::int64_t i0, std::int64_t i1) { rows_body<T>(a, i0, i1); }
+template <typename T>
+SL_TARGET_AVX512 void rows_avx512(const CsrMatvecArgs& a, std::int64_t i0, std::int64_t i1) {
+  rows_body<T>(a, i0, i1);
+}
+#endif
+
+template <typename T>
+Status run(const CsrMatvecArgs& a) {
+  void (*fn)(const CsrMatvecArgs&, std::int64_t, std::int64_t) = &rows_base<T>;
+#ifdef SL_X86_DISPATCH
+  if (isa_level() == 2) fn = &rows_avx512<T>;
+  else if (isa_level() == 1) fn = &rows_avx2<T>;
+#endif
+  const std::int64_t blocks = (a.m + kRowBlock - 1) / kRowBlock;
+#pragma omp parallel for schedule(static) if (a.S * (a.nnz + a.m) >= 65536)
+  for (std::int64_t bi = 0; bi < blocks; ++bi) {
+    const std::int64_t i0 = bi * kRowBlock;
+    fn(a, i0, i0 + kRowBlock < a.m ? i0 + kRowBlock : a.m);
   }
   return Status::ok();
 }
