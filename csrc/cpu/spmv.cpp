@@ -59,12 +59,27 @@ SL_ALWAYS_INLINE inline void rows_body(const CsrMatvecArgs& a, std::int64_t i0, 
     }
     return;
   }
+  const std::int64_t* __restrict crow = a.crow;
+  const std::int64_t* __restrict col = a.col;
+  if (a.xj == 1 && a.yi == 1) {  // vectors stored as rows (the common case: one vector)
+    for (std::int64_t s = 0; s < S; ++s) {
+      const T* __restrict xv = x + s * a.xs;
+      T* __restrict yv = y + s * a.ys;
+      for (std::int64_t i = i0; i < i1; ++i) {
+        T acc = T(0);
+        const std::int64_t hi = crow[i + 1];
+        for (std::int64_t k = crow[i]; k < hi; ++k) acc += val[k] * xv[col[k]];
+        yv[i] = acc;
+      }
+    }
+    return;
+  }
   for (std::int64_t i = i0; i < i1; ++i) {
-    const std::int64_t lo = a.crow[i], hi = a.crow[i + 1];
+    const std::int64_t lo = crow[i], hi = crow[i + 1];
     for (std::int64_t s = 0; s < S; ++s) {
       const T* xv = x + s * a.xs;
       T acc = T(0);
-      for (std::int64_t k = lo; k < hi; ++k) acc += val[k] * xv[a.col[k] * a.xj];
+      for (std::int64_t k = lo; k < hi; ++k) acc += val[k] * xv[col[k] * a.xj];
       y[s * a.ys + i * a.yi] = acc;
     }
   }
