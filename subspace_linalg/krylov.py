@@ -55,7 +55,8 @@ def cg(A, b: torch.Tensor, *, x0: torch.Tensor | None = None, M=None, rtol: floa
         reduction: ``"per_system"`` (default) or ``"global"``: one alpha and beta shared by
             the whole batch (one CG on the block-diagonal system, as DDS does); the
             stopping rule then applies to the norm over the whole batch.
-        check_finite: raise ValueError when b (x0, a dense A) holds NaN/Inf.
+        check_finite: the input checks: ValueError when b (x0, a dense A) holds NaN/Inf or
+            a dense A is not symmetric beyond rounding (one pass over A each).
 
     Not differentiable (inputs are detached; an operator whose matvec uses autograd, e.g.
     Hessian-vector products, is fine).
@@ -65,7 +66,10 @@ def cg(A, b: torch.Tensor, *, x0: torch.Tensor | None = None, M=None, rtol: floa
         ``converged`` bool, ``iterations`` int64 and ``residual_norm`` (the recursively
         updated ``||b - A x||``, b's dtype) per system, shape ``(...)`` (``(..., r)`` for
         column right-hand sides). A system that breaks down (``p^T A p <= 0``: A or M not
-        SPD) stops there with finite x and ``converged=False``. Systems that did not
+        SPD) stops there with finite x and ``converged=False``. A dense A that is not
+        symmetric beyond rounding raises ValueError (with check_finite; matrix-free and
+        CSR operators are not checked: their non-symmetry shows as breakdown or
+        non-convergence). Systems that did not
         converge raise a :class:`NotConvergedWarning` naming the residual and tolerance.
     """
     fn = "cg"
@@ -105,6 +109,7 @@ def cg(A, b: torch.Tensor, *, x0: torch.Tensor | None = None, M=None, rtol: floa
             _check_finite(fn, "x0", x0)
         if isinstance(op, DenseOperator):
             _check_finite(fn, "A", op.A)
+            _check_symmetric(fn, op.A)
 
     # the systems, as rows (*sys_batch, n)
     if columns:
@@ -152,6 +157,21 @@ def cg(A, b: torch.Tensor, *, x0: torch.Tensor | None = None, M=None, rtol: floa
     if columns:
         x = x.contiguous()
     return CGResult(x, converged, iters.to(torch.int64), res)
+
+
+def _check_symmetric(fn: str, A: torch.Tensor) -> None:
+    """ValueError when a dense A is not symmetric beyond rounding (||A - A^T||_F >
+    sqrt(eps) ||A||_F for some matrix of the batch): CG's result would be meaningless."""
+    if A.numel() == 0:
+        return
+    Ad = A.detach()
+    asym = torch.linalg.matrix_norm(Ad - Ad.mT)
+    scale = torch.linalg.matrix_norm(Ad)
+    bad = asym > (torch.finfo(A.dtype).eps ** 0.5) * scale
+    if bool(bad.any()):
+        worst = float((asym / scale.clamp_min(torch.finfo(A.dtype).tiny)).max())
+        raise ValueError(f"{fn}: A must be symmetric (positive definite), got ||A - A^T||_F / ||A||_F = {worst:.3e} "
+                         f"for {int(bad.sum())} of {bad.numel()} matrices")
 
 
 def _check_finite(fn: str, name: str, t: torch.Tensor) -> None:

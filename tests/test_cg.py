@@ -251,6 +251,10 @@ def test_bad_input(gen):
         sl.cg(sl.LinearOperator((10, 10), lambda v: v, dtype=torch.float64), b, M="jacobi")
     with pytest.raises(TypeError, match="b must have dtype"):
         sl.cg(A, torch.ones(10, dtype=torch.int64))
+    An = A.clone()
+    An[0, 1] += 1.0
+    with pytest.raises(ValueError, match="A must be symmetric"):
+        sl.cg(An, b)
 
 
 # --- the native ops ------------------------------------------------------------------
