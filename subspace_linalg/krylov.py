@@ -269,11 +269,12 @@ def _loop(apply_A, apply_M, minv, B, X, tol, maxiter, callback, to_b_layout):
     iters = torch.zeros(S, dtype=torch.int32, device=B.device)
     every = _CHECK_EVERY.get(B.device.type, 8)
     X2, R2, P2 = X.view(S, n), R.view(S, n), P.view(S, n)
+    step, direction = kops.bind_cg_loop(X2)
     for it in range(maxiter):
         if it % every == 0 and not bool((status == CG_RUNNING).any()):
             break
         AP = _apply(apply_A, P).reshape(S, n)
-        kops.cg_step(X2, R2, rr, status, iters, P2, AP, rz, tol2)
+        step(X2, R2, rr, status, iters, P2, AP, rz, tol2)
         if callback is not None:
             callback(to_b_layout(X))
         if precond:
@@ -281,7 +282,7 @@ def _loop(apply_A, apply_M, minv, B, X, tol, maxiter, callback, to_b_layout):
             rz_new = _dot(Z, R2).contiguous()
         else:
             Z, rz_new = R2, rr
-        kops.cg_direction(P2, Z, rz_new, rz, status)
+        direction(P2, Z, rz_new, rz, status)
     sb = shape[:-1]
     return X, iters.reshape(sb), rr.clamp_min(0).sqrt().reshape(sb), status.reshape(sb)
 

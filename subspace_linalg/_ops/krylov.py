@@ -325,3 +325,32 @@ def csr_matvec_fast(crow, col, val, x, m) -> torch.Tensor:
     if torch.compiler.is_compiling() or not native_ok(x):
         return torch.ops.subspace_linalg.csr_matvec.default(crow, col, val, x, m)
     return _csr_native(crow, col, val, x, m)
+
+
+def bind_cg_loop(x: torch.Tensor):
+    """(step, direction) for the driver's loop over systems shaped like x (S, n): the native
+    kernels with the dtype code, launch arguments and workspaces computed once (the loop
+    calls them every iteration on its own contiguous buffers); the registered ops under
+    torch.compile and on devices without a native kernel."""
+    if torch.compiler.is_compiling() or not native_ok(x) or x.numel() == 0:
+        return torch.ops.subspace_linalg.cg_step_.default, torch.ops.subspace_linalg.cg_direction_.default
+    C = _native.lib()
+    S, n = x.shape
+    code = _native.dtype_code(x.dtype)
+    ex = _native.exec_args(x)
+    ns = C.cg_step_workspace_bytes(code, S, n, ex[0]) if ex[0] else 0
+    nd = C.cg_direction_workspace_bytes(code, S, ex[0]) if ex[0] else 0
+    ws_s = torch.empty(ns, dtype=torch.uint8, device=x.device) if ns else None
+    ws_d = torch.empty(nd, dtype=torch.uint8, device=x.device) if nd else None
+    ps = ws_s.data_ptr() if ws_s is not None else 0
+    pd = ws_d.data_ptr() if ws_d is not None else 0
+    c_step, c_dir = C.cg_step, C.cg_direction
+
+    def step(x, r, rr, status, iters, p, Ap, rz, tol2, _keep=(ws_s, ws_d)):
+        c_step(code, S, n, x.data_ptr(), r.data_ptr(), rr.data_ptr(), status.data_ptr(), iters.data_ptr(),
+               p.data_ptr(), Ap.data_ptr(), rz.data_ptr(), tol2.data_ptr(), ps, ns, ex)
+
+    def direction(p, z, rz_new, rz, status):
+        c_dir(code, S, n, p.data_ptr(), z.data_ptr(), rz_new.data_ptr(), rz.data_ptr(), status.data_ptr(), pd, nd, ex)
+
+    return step, direction
