@@ -29,6 +29,9 @@ from .cosine import dct, dct_matrix, select_columns_by_alignment
 from .fastfood_map import FastfoodMap, fastfood, fastfood_adjoint
 
 # --- Krylov family ---
+from .operators import LinearOperator, as_operator
+from .krylov import cg
+from .spectral import hutchinson_trace, lanczos, slq_spectrum
 
 # --- subspace power family ---
 

@@ -1,0 +1,439 @@
+// CPU kernels of the Krylov family (contract in sl/krylov.h).
+//  cg_update: one pass over x, r, p, Ap per active system; OpenMP over systems, or over
+//    the elements of each system when there are fewer systems than threads.
+//  cg_dense: OpenMP over systems (dynamic schedule: systems converge at different
+//    iterations); each system's whole loop runs on one thread with its matrix and four
+//    work vectors cache resident.
+#include <cmath>
+#include <cstdint>
+#include <new>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "sl/dtype.h"
+#include "sl/isa.h"
+#include "sl/krylov.h"
+#include "sl/parallel.h"
+
+namespace sl {
+
+Status cg_update_check(int dtype, std::int64_t S, std::int64_t n, const void* x, const void* r, const void* rr,
+                       const void* p, const void* Ap, const void* alpha, const void* active) {
+  SL_REQUIRE(dtype == static_cast<int>(DType::F32) || dtype == static_cast<int>(DType::F64),
+             "cg_update: dtype must be f32 or f64, got code " + std::to_string(dtype));
+  SL_REQUIRE(S >= 0 && n >= 0, "cg_update: negative size S=" + std::to_string(S) + " n=" + std::to_string(n));
+  if (S == 0 || n == 0) return Status::ok();
+  SL_REQUIRE(x && r && rr && p && Ap && alpha && active, "cg_update: null data pointer");
+  return Status::ok();
+}
+
+Status cg_dense_check(int dtype, const CgDenseArgs& a, std::int64_t max_n) {
+  SL_REQUIRE(dtype == static_cast<int>(DType::F32) || dtype == static_cast<int>(DType::F64),
+             "cg_dense: dtype must be f32 or f64, got code " + std::to_string(dtype));
+  SL_REQUIRE(a.S >= 0 && a.n >= 0 && a.maxiter >= 0 && a.a_stride >= 0 && a.a_group >= 1,
+             "cg_dense: negative size, stride or maxiter, or a_group < 1");
+  SL_REQUIRE(a.n <= max_n, "cg_dense: n must be <= " + std::to_string(max_n) + " on this device, got " +
+                               std::to_string(a.n));
+  if (a.S == 0) return Status::ok();
+  SL_REQUIRE(a.A && a.b && a.x && a.tol && a.iters && a.res && a.status, "cg_dense: null data pointer");
+  return Status::ok();
+}
+
+std::size_t cg_update_workspace_bytes(int dtype, std::int64_t S, std::int64_t n, bool cuda) {
+  if (!cuda || n <= kCgUpdateWarpMaxN || S <= 0) return 0;
+  const std::int64_t chunks = (n + kCgUpdateChunk - 1) / kCgUpdateChunk;
+  return static_cast<std::size_t>(S * chunks) * static_cast<std::size_t>(dtype == 1 ? 8 : 4);
+}
+
+std::size_t cg_step_workspace_bytes(int dtype, std::int64_t S, std::int64_t n, bool cuda) {
+  if (!cuda || n <= kCgUpdateWarpMaxN || S <= 0) return 0;
+  const std::int64_t chunks = (n + kCgUpdateChunk - 1) / kCgUpdateChunk;
+  return static_cast<std::size_t>(S * chunks + S) * static_cast<std::size_t>(dtype == 1 ? 8 : 4);
+}
+
+std::size_t cg_direction_workspace_bytes(int dtype, std::int64_t S, bool cuda) {
+  if (!cuda || S <= 0) return 0;
+  return static_cast<std::size_t>(S) * static_cast<std::size_t>(dtype == 1 ? 8 : 4);
+}
+
+Status cg_step_check(int dtype, const CgStepArgs& a) {
+  SL_REQUIRE(dtype == static_cast<int>(DType::F32) || dtype == static_cast<int>(DType::F64),
+             "cg_step: dtype must be f32 or f64, got code " + std::to_string(dtype));
+  SL_REQUIRE(a.S >= 0 && a.n >= 0, "cg_step: negative size");
+  if (a.S == 0) return Status::ok();
+  SL_REQUIRE(a.x && a.r && a.rr && a.status && a.iters && a.p && a.Ap && a.rz && a.tol2,
+             "cg_step: null data pointer");
+  return Status::ok();
+}
+
+Status cg_direction_check(int dtype, const CgDirectionArgs& a) {
+  SL_REQUIRE(dtype == static_cast<int>(DType::F32) || dtype == static_cast<int>(DType::F64),
+             "cg_direction: dtype must be f32 or f64, got code " + std::to_string(dtype));
+  SL_REQUIRE(a.S >= 0 && a.n >= 0, "cg_direction: negative size");
+  if (a.S == 0) return Status::ok();
+  SL_REQUIRE(a.p && a.z && a.rz_new && a.rz && a.status, "cg_direction: null data pointer");
+  return Status::ok();
+}
+
+std::int64_t cg_dense_max_n(bool cuda) { return cuda ? kCgDenseCudaMaxN : (std::int64_t{1} << 24); }
+
+namespace {
+
+template <typename T>
+Status update_run(std::int64_t S, std::int64_t n, T* x, T* r, T* rr, const T* p, const T* Ap, const T* alpha,
+                  const std::uint8_t* active) {
+  const int nt = max_threads();
+  if (S >= nt || n < 65536) {
+#pragma omp parallel for schedule(static) if (S * n >= 16384)
+    for (std::int64_t s = 0; s < S; ++s) {
+      if (!active[s]) continue;
+      const T a = alpha[s];
+      T* __restrict xs = x + s * n;
+      T* __restrict rs = r + s * n;
+      const T* __restrict ps = p + s * n;
+      const T* __restrict qs = Ap + s * n;
+      T acc = T(0);
+#pragma omp simd reduction(+ : acc)
+      for (std::int64_t j = 0; j < n; ++j) {
+        xs[j] += a * ps[j];
+        const T rj = rs[j] - a * qs[j];
+        rs[j] = rj;
+        acc += rj * rj;
+      }
+      rr[s] = acc;
+    }
+    return Status::ok();
+  }
+  for (std::int64_t s = 0; s < S; ++s) {  // few long systems: parallel inside each
+    if (!active[s]) continue;
+    const T a = alpha[s];
+    T* __restrict xs = x + s * n;
+    T* __restrict rs = r + s * n;
+    const T* __restrict ps = p + s * n;
+    const T* __restrict qs = Ap + s * n;
+    T acc = T(0);
+#pragma omp parallel for simd schedule(static) reduction(+ : acc)
+    for (std::int64_t j = 0; j < n; ++j) {
+      xs[j] += a * ps[j];
+      const T rj = rs[j] - a * qs[j];
+      rs[j] = rj;
+      acc += rj * rj;
+    }
+    rr[s] = acc;
+  }
+  return Status::ok();
+}
+
+template <typename T>
+SL_ALWAYS_INLINE inline T dot(const T* __restrict a, const T* __restrict b, std::int64_t n) {
+  T acc = T(0);
+#pragma omp simd reduction(+ : acc)
+  for (std::int64_t j = 0; j < n; ++j) acc += a[j] * b[j];
+  return acc;
+}
+
+// out = A v, A row-major n x n. Eight rows at a time: eight independent vector reductions
+// keep the FMA units busy (one row at a time is bound by the latency of its reduction).
+template <typename T>
+SL_ALWAYS_INLINE inline void matvec(const T* __restrict A, const T* __restrict v, T* __restrict out, std::int64_t n) {
+  std::int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const T* a0 = A + i * n;
+    T s0 = T(0), s1 = T(0), s2 = T(0), s3 = T(0), s4 = T(0), s5 = T(0), s6 = T(0), s7 = T(0);
+#pragma omp simd reduction(+ : s0, s1, s2, s3, s4, s5, s6, s7)
+    for (std::int64_t j = 0; j < n; ++j) {
+      const T vj = v[j];
+      s0 += a0[j] * vj;
+      s1 += a0[n + j] * vj;
+      s2 += a0[2 * n + j] * vj;
+      s3 += a0[3 * n + j] * vj;
+      s4 += a0[4 * n + j] * vj;
+      s5 += a0[5 * n + j] * vj;
+      s6 += a0[6 * n + j] * vj;
+      s7 += a0[7 * n + j] * vj;
+    }
+    out[i] = s0;
+    out[i + 1] = s1;
+    out[i + 2] = s2;
+    out[i + 3] = s3;
+    out[i + 4] = s4;
+    out[i + 5] = s5;
+    out[i + 6] = s6;
+    out[i + 7] = s7;
+  }
+  for (; i < n; ++i) out[i] = dot(A + i * n, v, n);
+}
+
+// one system's step; par: parallelise the two passes over the row (few long systems)
+template <typename T>
+inline void step_one(const CgStepArgs& a, std::int64_t s, bool par) {
+  if (a.status[s] != kCgRunning) return;
+  const std::int64_t n = a.n;
+  T* __restrict xs = static_cast<T*>(a.x) + s * n;
+  T* __restrict rs = static_cast<T*>(a.r) + s * n;
+  const T* __restrict ps = static_cast<const T*>(a.p) + s * n;
+  const T* __restrict qs = static_cast<const T*>(a.Ap) + s * n;
+  T pq = T(0);
+  if (par) {
+#pragma omp parallel for simd schedule(static) reduction(+ : pq)
+    for (std::int64_t j = 0; j < n; ++j) pq += ps[j] * qs[j];
+  } else {
+    pq = dot(ps, qs, n);
+  }
+  if (!(pq > T(0)) || !std::isfinite(pq)) {
+    a.status[s] = kCgBreakdown;
+    return;
+  }
+  const T alpha = static_cast<const T*>(a.rz)[s] / pq;
+  T acc = T(0);
+  if (par) {
+#pragma omp parallel for simd schedule(static) reduction(+ : acc)
+    for (std::int64_t j = 0; j < n; ++j) {
+      xs[j] += alpha * ps[j];
+      const T rj = rs[j] - alpha * qs[j];
+      rs[j] = rj;
+      acc += rj * rj;
+    }
+  } else {
+#pragma omp simd reduction(+ : acc)
+    for (std::int64_t j = 0; j < n; ++j) {
+      xs[j] += alpha * ps[j];
+      const T rj = rs[j] - alpha * qs[j];
+      rs[j] = rj;
+      acc += rj * rj;
+    }
+  }
+  static_cast<T*>(a.rr)[s] = acc;
+  a.iters[s] += 1;
+  if (acc <= static_cast<const T*>(a.tol2)[s]) {
+    a.status[s] = kCgConverged;
+  } else if (!std::isfinite(acc)) {
+    a.status[s] = kCgBreakdown;
+  }
+}
+
+template <typename T>
+Status step_run(const CgStepArgs& a) {
+  const int nt = max_threads();
+  if (a.S >= nt || a.n < 65536) {
+#pragma omp parallel for schedule(static) if (a.S * a.n >= 16384)
+    for (std::int64_t s = 0; s < a.S; ++s) step_one<T>(a, s, false);
+  } else {
+    for (std::int64_t s = 0; s < a.S; ++s) step_one<T>(a, s, true);
+  }
+  return Status::ok();
+}
+
+template <typename T>
+inline void direction_one(const CgDirectionArgs& a, std::int64_t s, bool par) {
+  if (a.status[s] != kCgRunning) return;
+  const T rzn = static_cast<const T*>(a.rz_new)[s];
+  T* rz = static_cast<T*>(a.rz) + s;
+  if (!(rzn > T(0)) || !std::isfinite(rzn)) {
+    a.status[s] = kCgBreakdown;
+    return;
+  }
+  const T beta = rzn / *rz;
+  *rz = rzn;
+  const std::int64_t n = a.n;
+  T* ps = static_cast<T*>(a.p) + s * n;
+  const T* zs = static_cast<const T*>(a.z) + s * n;
+  if (par) {
+#pragma omp parallel for simd schedule(static)
+    for (std::int64_t j = 0; j < n; ++j) ps[j] = zs[j] + beta * ps[j];
+  } else {
+#pragma omp simd
+    for (std::int64_t j = 0; j < n; ++j) ps[j] = zs[j] + beta * ps[j];
+  }
+}
+
+template <typename T>
+Status direction_run(const CgDirectionArgs& a) {
+  const int nt = max_threads();
+  if (a.S >= nt || a.n < 65536) {
+#pragma omp parallel for schedule(static) if (a.S * a.n >= 16384)
+    for (std::int64_t s = 0; s < a.S; ++s) direction_one<T>(a, s, false);
+  } else {
+    for (std::int64_t s = 0; s < a.S; ++s) direction_one<T>(a, s, true);
+  }
+  return Status::ok();
+}
+
+// One system's whole CG loop (forced inline into the per-ISA clones below). w: 4n scratch.
+template <typename T>
+SL_ALWAYS_INLINE inline void dense_system(const CgDenseArgs& a, std::int64_t s, T* w) {
+  const std::int64_t n = a.n, maxiter = a.maxiter;
+  const T* A = static_cast<const T*>(a.A);
+  const T* B = static_cast<const T*>(a.b);
+  T* X = static_cast<T*>(a.x);
+  const T* Minv = static_cast<const T*>(a.minv);
+  const T* Tol = static_cast<const T*>(a.tol);
+  T* Res = static_cast<T*>(a.res);
+  T* r = w;
+  T* p = r + n;
+  T* q = p + n;
+  T* zb = q + n;
+  const T* As = A + (s / a.a_group) * a.a_stride;
+  const T* bs = B + s * n;
+  T* xs = X + s * n;
+  const T* ms = Minv ? Minv + s * n : nullptr;
+  T* z = ms ? zb : r;
+  const T tol2 = Tol[s] * Tol[s];
+  matvec(As, xs, q, n);
+  for (std::int64_t j = 0; j < n; ++j) r[j] = bs[j] - q[j];
+  if (ms)
+    for (std::int64_t j = 0; j < n; ++j) z[j] = r[j] * ms[j];
+  for (std::int64_t j = 0; j < n; ++j) p[j] = z[j];
+  T rr = dot(r, r, n);
+  T rz = ms ? dot(r, z, n) : rr;
+  int st = kCgRunning;
+  std::int64_t it = 0;
+  if (rr <= tol2) {
+    st = kCgConverged;
+  } else if (!(rz > T(0)) || !std::isfinite(rz)) {
+    st = kCgBreakdown;
+  }
+  while (st == kCgRunning && it < maxiter) {
+    matvec(As, p, q, n);
+    const T pq = dot(p, q, n);
+    if (!(pq > T(0)) || !std::isfinite(pq)) {
+      st = kCgBreakdown;
+      break;
+    }
+    const T alpha = rz / pq;
+    T acc = T(0);
+#pragma omp simd reduction(+ : acc)
+    for (std::int64_t j = 0; j < n; ++j) {
+      xs[j] += alpha * p[j];
+      const T rj = r[j] - alpha * q[j];
+      r[j] = rj;
+      acc += rj * rj;
+    }
+    rr = acc;
+    ++it;
+    if (rr <= tol2) {
+      st = kCgConverged;
+      break;
+    }
+    if (!std::isfinite(rr)) {
+      st = kCgBreakdown;
+      break;
+    }
+    T rz_new = rr;
+    if (ms) {
+      for (std::int64_t j = 0; j < n; ++j) z[j] = r[j] * ms[j];
+      rz_new = dot(r, z, n);
+    }
+    if (!(rz_new > T(0))) {
+      st = kCgBreakdown;
+      break;
+    }
+    const T beta = rz_new / rz;
+    rz = rz_new;
+#pragma omp simd
+    for (std::int64_t j = 0; j < n; ++j) p[j] = z[j] + beta * p[j];
+  }
+  a.iters[s] = static_cast<std::int32_t>(it);
+  Res[s] = std::sqrt(rr > T(0) ? rr : T(0));
+  a.status[s] = st;
+}
+
+template <typename T>
+void dense_system_base(const CgDenseArgs& a, std::int64_t s, T* w) { dense_system<T>(a, s, w); }
+#ifdef SL_X86_DISPATCH
+template <typename T>
+SL_TARGET_AVX2 void dense_system_avx2(const CgDenseArgs& a, std::int64_t s, T* w) { dense_system<T>(a, s, w); }
+template <typename T>
+SL_TARGET_AVX512 void dense_system_avx512(const CgDenseArgs& a, std::int64_t s, T* w) { dense_system<T>(a, s, w); }
+#endif
+
+template <typename T>
+using DenseSystemFn = void (*)(const CgDenseArgs&, std::int64_t, T*);
+
+template <typename T>
+DenseSystemFn<T> pick_dense_system() {
+#ifdef SL_X86_DISPATCH
+  switch (isa_level()) {
+    case 2: return &dense_system_avx512<T>;
+    case 1: return &dense_system_avx2<T>;
+    default: break;
+  }
+#endif
+  return &dense_system_base<T>;
+}
+
+template <typename T>
+Status dense_run(const CgDenseArgs& a) {
+  const std::int64_t S = a.S, n = a.n;
+  const int nt = max_threads();
+  std::vector<T> scratch;
+  try {
+    scratch.resize(static_cast<std::size_t>(4 * n + 8) * static_cast<std::size_t>(nt));
+  } catch (const std::bad_alloc&) {
+    return invalid_argument("cg_dense: cannot allocate host scratch of 4 x " + std::to_string(n) + " x " +
+                            std::to_string(nt) + " elements");
+  }
+  const DenseSystemFn<T> one = pick_dense_system<T>();
+#pragma omp parallel num_threads(nt) if (S > 1)
+  {
+    T* w = scratch.data() + static_cast<std::size_t>(thread_id()) * static_cast<std::size_t>(4 * n + 8);
+#pragma omp for schedule(dynamic, 4)
+    for (std::int64_t s = 0; s < S; ++s) one(a, s, w);
+  }
+  return Status::ok();
+}
+
+template <typename Fn>
+Status dispatch_real(int dtype, const char* op, Fn&& fn) {
+  return dispatch_float(dtype, op, [&](auto tag) -> Status {
+    using T = decltype(tag);
+    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+      return fn(T{});
+    } else {
+      return not_supported(std::string(op) + ": float16/bfloat16 are not supported (compute in float32)");
+    }
+  });
+}
+
+}  // namespace
+
+Status cg_update_cpu(int dtype, std::int64_t S, std::int64_t n, void* x, void* r, void* rr, const void* p,
+                     const void* Ap, const void* alpha, const std::uint8_t* active) {
+  SL_RETURN_IF_ERROR(cg_update_check(dtype, S, n, x, r, rr, p, Ap, alpha, active));
+  if (S == 0 || n == 0) return Status::ok();
+  return dispatch_real(dtype, "cg_update", [&](auto tag) {
+    using T = decltype(tag);
+    return update_run<T>(S, n, static_cast<T*>(x), static_cast<T*>(r), static_cast<T*>(rr),
+                         static_cast<const T*>(p), static_cast<const T*>(Ap), static_cast<const T*>(alpha), active);
+  });
+}
+
+Status cg_step_cpu(int dtype, const CgStepArgs& a) {
+  SL_RETURN_IF_ERROR(cg_step_check(dtype, a));
+  if (a.S == 0) return Status::ok();
+  return dispatch_real(dtype, "cg_step", [&](auto tag) {
+    using T = decltype(tag);
+    return step_run<T>(a);
+  });
+}
+
+Status cg_direction_cpu(int dtype, const CgDirectionArgs& a) {
+  SL_RETURN_IF_ERROR(cg_direction_check(dtype, a));
+  if (a.S == 0) return Status::ok();
+  return dispatch_real(dtype, "cg_direction", [&](auto tag) {
+    using T = decltype(tag);
+    return direction_run<T>(a);
+  });
+}
+
+Status cg_dense_cpu(int dtype, const CgDenseArgs& a) {
+  SL_RETURN_IF_ERROR(cg_dense_check(dtype, a, cg_dense_max_n(false)));
+  if (a.S == 0) return Status::ok();
+  return dispatch_real(dtype, "cg_dense", [&](auto tag) {
+    using T = decltype(tag);
+    return dense_run<T>(a);
+  });
+}
+
+}  // namespace sl
