@@ -1,0 +1,75 @@
+#include "common.h"
+#include "sl/device.h"
+#include "sl/spm.h"
+
+namespace sl {
+namespace bind {
+namespace {
+
+std::string shape_str(const SpmShape& s) {
+  return "V (" + std::to_string(s.D()) + ", " + std::to_string(s.R) + "), X (" + std::to_string(s.B) + ", " +
+         std::to_string(s.d) + ")";
+}
+
+SpmShape make_shape(std::int64_t d, std::int64_t R, std::int64_t B) {
+  SpmShape s;
+  s.d = d;
+  s.R = R;
+  s.B = B;
+  return s;
+}
+
+void spm_contract(int dtype, std::int64_t d, std::int64_t R, std::int64_t B, std::uintptr_t V, std::uintptr_t X,
+                  std::uintptr_t alpha, std::uintptr_t grad, std::uintptr_t ws, std::int64_t ws_bytes,
+                  const ExecSpec& exec_spec) {
+  const SpmShape s = make_shape(d, R, B);
+  const Exec exec = exec_from(exec_spec);
+  Status st;
+  {
+    py::gil_scoped_release nogil;
+    const void* v = reinterpret_cast<const void*>(V);
+    const void* x = reinterpret_cast<const void*>(X);
+    void* a = reinterpret_cast<void*>(alpha);
+    void* g = reinterpret_cast<void*>(grad);
+    st = SL_ON_DEVICE(exec, "spm_contract", spm_contract_cpu(dtype, s, v, x, a, g),
+                      spm_contract_cuda(dtype, s, v, x, a, g, reinterpret_cast<void*>(ws), ws_bytes, exec));
+  }
+  raise_if_error(st, "spm_contract on " + shape_str(s));
+}
+
+void spm_power(int dtype, std::int64_t d, std::int64_t R, std::int64_t B, std::uintptr_t V, std::uintptr_t X,
+               std::uintptr_t f, std::uintptr_t iters, std::int64_t maxiter, double tol, double cn, std::uintptr_t ws,
+               std::int64_t ws_bytes, const ExecSpec& exec_spec) {
+  const SpmShape s = make_shape(d, R, B);
+  const Exec exec = exec_from(exec_spec);
+  Status st;
+  {
+    py::gil_scoped_release nogil;
+    const void* v = reinterpret_cast<const void*>(V);
+    void* x = reinterpret_cast<void*>(X);
+    void* fp = reinterpret_cast<void*>(f);
+    auto* it = reinterpret_cast<std::int64_t*>(iters);
+    st = SL_ON_DEVICE(exec, "spm_power", spm_power_cpu(dtype, s, v, x, fp, it, maxiter, tol, cn),
+                      spm_power_cuda(dtype, s, v, x, fp, it, maxiter, tol, cn, reinterpret_cast<void*>(ws), ws_bytes,
+                                     exec));
+  }
+  raise_if_error(st, "spm_power on " + shape_str(s));
+}
+
+void bind_spm(py::module_& m) {
+  m.def("spm_contract", &spm_contract,
+        "SPM contraction alpha = V^T (x (x) x), grad = sum_r alpha_r V_r x for B points "
+        "(dtype, d, R, B, V, X, alpha, grad, workspace, ws_bytes, exec)");
+  m.def("spm_power", &spm_power,
+        "SPM shifted power iteration for B starting points, X updated in place "
+        "(dtype, d, R, B, V, X, f, iters, maxiter, tol, cn, workspace, ws_bytes, exec)");
+  m.def("spm_workspace_bytes", [](int dtype, std::int64_t d, std::int64_t R, std::int64_t B) {
+    return spm_workspace_bytes(dtype, make_shape(d, R, B));
+  });
+}
+
+const Registrar reg("spm", &bind_spm);
+
+}  // namespace
+}  // namespace bind
+}  // namespace sl

@@ -1,0 +1,195 @@
+// CUDA kernels of the Subspace Power Method (see sl/spm.h). Same algorithm as
+// csrc/cpu/spm.cpp: one thread block per point (restart); the whole power iteration runs
+// inside the kernel (one launch per call, not a handful of launches per iteration).
+// Scratch vectors live in the caller's workspace (global memory): B * (2D + R + 2d).
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+#include <type_traits>
+
+#include "common.cuh"
+#include "sl/cuda_check.h"
+#include "sl/dtype.h"
+#include "sl/spm.h"
+
+namespace sl {
+namespace {
+
+constexpr int kThreads = 256;
+
+__device__ __forceinline__ std::int64_t packed_index(std::int64_t i, std::int64_t j, std::int64_t d) {
+  // i <= j
+  return i * d - i * (i - 1) / 2 + (j - i);
+}
+
+template <typename T>
+__device__ T block_sum(T v, T* red) {
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  __syncthreads();  // red may still be read from a previous call
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  T total = T(0);
+  if (threadIdx.x == 0) {
+    for (int w = 0; w < (blockDim.x + 31) / 32; ++w) total += red[w];
+    red[0] = total;
+  }
+  __syncthreads();
+  return red[0];
+}
+
+// alpha = V^T (x (x) x), g = sum_r alpha_r V_r x; all threads of the block; returns f = g . x
+template <typename T>
+__device__ T contract_block(std::int64_t d, std::int64_t R, const T* __restrict__ V, const T* __restrict__ x,
+                            T* __restrict__ y, T* __restrict__ u, T* __restrict__ alpha, T* __restrict__ g,
+                            T* red) {
+  const std::int64_t D = d * (d + 1) / 2;
+  for (std::int64_t i = threadIdx.x; i < d; i += blockDim.x) {
+    for (std::int64_t j = i; j < d; ++j) y[packed_index(i, j, d)] = (i == j ? T(1) : T(2)) * x[i] * x[j];
+  }
+  __syncthreads();
+  for (std::int64_t r = threadIdx.x; r < R; r += blockDim.x) {
+    T acc = T(0);
+    for (std::int64_t q = 0; q < D; ++q) acc += V[q * R + r] * y[q];
+    alpha[r] = acc;
+  }
+  __syncthreads();
+  for (std::int64_t q = threadIdx.x; q < D; q += blockDim.x) {
+    T acc = T(0);
+    for (std::int64_t r = 0; r < R; ++r) acc += V[q * R + r] * alpha[r];
+    u[q] = acc;
+  }
+  __syncthreads();
+  T part = T(0);
+  for (std::int64_t i = threadIdx.x; i < d; i += blockDim.x) {
+    T gi = T(0);
+    for (std::int64_t j = 0; j < d; ++j) gi += u[i <= j ? packed_index(i, j, d) : packed_index(j, i, d)] * x[j];
+    g[i] = gi;
+    part += gi * x[i];
+  }
+  return block_sum(part, red);  // synchronizes: g is visible afterwards
+}
+
+template <typename T>
+__global__ void spm_contract_kernel(SpmShape s, const T* __restrict__ V, const T* __restrict__ X,
+                                    T* __restrict__ alpha, T* __restrict__ grad, T* __restrict__ ws) {
+  __shared__ T red[kThreads / 32];
+  const std::int64_t b = blockIdx.x;
+  const std::int64_t D = s.d * (s.d + 1) / 2;
+  T* y = ws + b * (2 * D + s.R + 2 * s.d);
+  T* u = y + D;
+  contract_block<T>(s.d, s.R, V, X + b * s.d, y, u, alpha + b * s.R, grad + b * s.d, red);
+}
+
+template <typename T>
+__global__ void spm_power_kernel(SpmShape s, const T* __restrict__ V, T* __restrict__ X, T* __restrict__ F,
+                                 std::int64_t* __restrict__ iters, std::int64_t maxiter, T tol, T cn,
+                                 T* __restrict__ ws) {
+  __shared__ T red[kThreads / 32];
+  const std::int64_t b = blockIdx.x;
+  const std::int64_t d = s.d, R = s.R, D = d * (d + 1) / 2;
+  T* y = ws + b * (2 * D + R + 2 * d);
+  T* u = y + D;
+  T* alpha = u + D;
+  T* g = alpha + R;
+  T* x = g + d;
+  T* xb = X + b * d;
+  for (std::int64_t i = threadIdx.x; i < d; i += blockDim.x) x[i] = xb[i];
+  __syncthreads();
+  std::int64_t it = 0;
+  while (it < maxiter) {
+    const T f = contract_block<T>(d, R, V, x, y, u, alpha, g, red);
+    const T c = f > T(2) / T(3) ? sqrt(T(2) * f * (f < T(1) ? T(1) - f : T(0))) : T(1) - f / T(2);
+    const T sh = cn * c;
+    T part = T(0);
+    for (std::int64_t i = threadIdx.x; i < d; i += blockDim.x) {
+      const T v = g[i] + sh * x[i];
+      g[i] = v;
+      part += v * v;
+    }
+    const T nrm = sqrt(block_sum(part, red));
+    ++it;
+    if (!(nrm > T(0))) break;  // uniform across the block
+    part = T(0);
+    for (std::int64_t i = threadIdx.x; i < d; i += blockDim.x) {
+      const T xn = g[i] / nrm;
+      part += (xn - x[i]) * (xn - x[i]);
+      x[i] = xn;
+    }
+    const T diff = sqrt(block_sum(part, red));  // synchronizes: x is visible afterwards
+    if (diff < tol) break;                      // uniform across the block
+  }
+  const T f = contract_block<T>(d, R, V, x, y, u, alpha, g, red);
+  for (std::int64_t i = threadIdx.x; i < d; i += blockDim.x) xb[i] = x[i];
+  if (threadIdx.x == 0) {
+    F[b] = f;
+    iters[b] = it;
+  }
+}
+
+template <typename Fn>
+Status dispatch_real(int dtype, const char* op, Fn&& fn) {
+  return dispatch_float<DeviceTypes>(dtype, op, [&](auto tag) -> Status {
+    using T = decltype(tag);
+    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+      return fn(tag);
+    } else {
+      return invalid_argument(std::string(op) + ": float32 or float64 only");
+    }
+  });
+}
+
+Status check_shape(const SpmShape& s, const char* op) {
+  SL_REQUIRE(s.d >= 1 && s.R >= 1 && s.B >= 0,
+             std::string(op) + ": need d >= 1, R >= 1, B >= 0, got d=" + std::to_string(s.d) +
+                 " R=" + std::to_string(s.R) + " B=" + std::to_string(s.B));
+  SL_REQUIRE(s.B <= 0x7fffffffLL, std::string(op) + ": too many points for one CUDA launch");
+  return Status::ok();
+}
+
+}  // namespace
+
+Status spm_contract_cuda(int dtype, const SpmShape& s, const void* V, const void* X, void* alpha, void* grad,
+                         void* workspace, std::int64_t ws_bytes, const Exec& exec) {
+  SL_RETURN_IF_ERROR(check_shape(s, "spm_contract"));
+  if (s.B == 0) return Status::ok();
+  SL_REQUIRE(V && X && alpha && grad && workspace, "spm_contract: null data pointer");
+  SL_REQUIRE(ws_bytes >= spm_workspace_bytes(dtype, s),
+             "spm_contract: workspace of " + std::to_string(ws_bytes) + " bytes, need " +
+                 std::to_string(spm_workspace_bytes(dtype, s)));
+  SL_CUDA_DEVICE_GUARD(exec);
+  const cudaStream_t stream = as_stream(exec.stream);
+  return dispatch_real(dtype, "spm_contract", [&](auto tag) -> Status {
+    using T = decltype(tag);
+    spm_contract_kernel<T><<<static_cast<unsigned>(s.B), kThreads, 0, stream>>>(
+        s, static_cast<const T*>(V), static_cast<const T*>(X), static_cast<T*>(alpha), static_cast<T*>(grad),
+        static_cast<T*>(workspace));
+    SL_CUDA_CHECK_LAUNCH("spm_contract_kernel");
+    return Status::ok();
+  });
+}
+
+Status spm_power_cuda(int dtype, const SpmShape& s, const void* V, void* X, void* f, std::int64_t* iters,
+                      std::int64_t maxiter, double tol, double cn, void* workspace, std::int64_t ws_bytes,
+                      const Exec& exec) {
+  SL_RETURN_IF_ERROR(check_shape(s, "spm_power"));
+  SL_REQUIRE(maxiter >= 0, "spm_power: maxiter must be >= 0, got " + std::to_string(maxiter));
+  if (s.B == 0) return Status::ok();
+  SL_REQUIRE(V && X && f && iters && workspace, "spm_power: null data pointer");
+  SL_REQUIRE(ws_bytes >= spm_workspace_bytes(dtype, s),
+             "spm_power: workspace of " + std::to_string(ws_bytes) + " bytes, need " +
+                 std::to_string(spm_workspace_bytes(dtype, s)));
+  SL_CUDA_DEVICE_GUARD(exec);
+  const cudaStream_t stream = as_stream(exec.stream);
+  return dispatch_real(dtype, "spm_power", [&](auto tag) -> Status {
+    using T = decltype(tag);
+    spm_power_kernel<T><<<static_cast<unsigned>(s.B), kThreads, 0, stream>>>(
+        s, static_cast<const T*>(V), static_cast<T*>(X), static_cast<T*>(f), iters, maxiter, static_cast<T>(tol),
+        static_cast<T>(cn), static_cast<T*>(workspace));
+    SL_CUDA_CHECK_LAUNCH("spm_power_kernel");
+    return Status::ok();
+  });
+}
+
+}  // namespace sl
