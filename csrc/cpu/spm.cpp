@@ -93,7 +93,7 @@ Status contract_run(const SpmShape& s, const T* V, const T* X, T* alpha, T* grad
   if (!alloc(buf, per * sizeof(T) * static_cast<std::size_t>(nt)))
     return invalid_argument("spm_contract: cannot allocate host scratch of " + std::to_string(per * nt) + " values");
   T* base = reinterpret_cast<T*>(buf.data());
-#pragma omp parallel for schedule(static) num_threads(nt)
+#pragma omp parallel for schedule(static) num_threads(nt) if (s.B > 1)
   for (std::int64_t b = 0; b < s.B; ++b) {
     T* w = base + per * static_cast<std::size_t>(thread_id());
     T* y = w;
@@ -113,7 +113,7 @@ Status power_run(const SpmShape& s, const T* V, T* X, T* F, std::int64_t* iters,
   if (!alloc(buf, per * sizeof(T) * static_cast<std::size_t>(nt)))
     return invalid_argument("spm_power: cannot allocate host scratch of " + std::to_string(per * nt) + " values");
   T* base = reinterpret_cast<T*>(buf.data());
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (s.B > 1)
   for (std::int64_t b = 0; b < s.B; ++b) {
     T* y = base + per * static_cast<std::size_t>(thread_id());
     T* u = y + D;
