@@ -23,6 +23,7 @@ from .hadamard import fwht
 # --- Krylov family ---
 
 # --- subspace power family ---
+from .power import subspace_iteration
 from .spm import spm
 
 __version__ = "0.1.0"
