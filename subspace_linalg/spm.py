@@ -109,7 +109,8 @@ def spm(T: torch.Tensor, *, rank: int | None = None, tol: float | None = None, m
     components; ``None`` estimates it from the flattening's spectrum (the eigenvalues or
     singular values above ``sqrt(eps) * typical`` with ``typical = mean(s^2) / mean(s)``, the
     rule of the reference with a dtype-aware cutoff). At most ``d (d + 1) / 2`` for order 4
-    and ``d`` for order 3 (the rank of the flattening). ``tol``: the power iteration of
+    and ``d`` for order 3, and at most the numerical rank of the flattening (ValueError
+    otherwise: its pseudo-inverse would be infinite). ``tol``: the power iteration of
     each start stops when ``|x_new - x| < tol``; default ``64 eps`` (1.4e-14 in float64).
     ``maxiter``: iterations per start (default 5000). ``generator``: the random starts.
 
@@ -160,6 +161,10 @@ def spm(T: torch.Tensor, *, rank: int | None = None, tol: float | None = None, m
         typical = (spec * spec).mean() / spec.mean().clamp_min(torch.finfo(dt).tiny)
         rank = int((spec > math.sqrt(eps(dt)) * typical).sum())
     R = rank
+    num_rank = int((spec > spec.shape[0] * eps(dt) * spec[:1].clamp_min(torch.finfo(dt).tiny)).sum())
+    if R > num_rank:
+        raise ValueError(f"{fn}: rank={R} exceeds the numerical rank {num_rank} of T's flattening "
+                         f"(at most {num_rank} components can be recovered)")
     weights = torch.zeros(R, dtype=dt, device=dev)
     factors = torch.zeros(d, R, dtype=dt, device=dev)
     if R == 0:

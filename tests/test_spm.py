@@ -121,6 +121,12 @@ def test_rank_out_of_range(gen):
         sl.spm(T3, rank=6)
 
 
+def test_rank_above_numerical_rank(gen):
+    T, _, _ = planted(6, 3, 4, gen(19))
+    with pytest.raises(ValueError, match="rank=5 exceeds the numerical rank 3"):
+        sl.spm(T, rank=5)
+
+
 def test_integer_dtype_and_bad_types():
     with pytest.raises(TypeError, match="spm: T must have dtype"):
         sl.spm(torch.zeros(4, 4, 4, dtype=torch.int64))

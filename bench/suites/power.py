@@ -168,6 +168,42 @@ def _eig_case(kind, n, k, dtype, device) -> Case:
                 note="error: max |Av - lambda v| / |lambda_max| over the top-k pairs")
 
 
+def _tracking_case(n, k, dtype, device) -> Case:
+    """Subspace tracking: A drifts by 1e-9 |A| per step; every solver is warm-started from
+    the eigenvectors of the previous step (ours: init=, lobpcg: X=, eigsh: v0=)."""
+    def setup():
+        A64, _ = _gap_matrix(n, k, dtype, device, seed=7 * n + k)
+        E = torch.randn(n, n, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+        E = (E + E.T) / (E + E.T).norm() * A64.norm()
+        At64 = A64 + 1e-9 * E
+        w, V = torch.linalg.eigh(A64)
+        prev = V[:, -k:].flip(-1)
+        return {"A": At64.to(dtype=dtype, device=device), "A64": At64, "Anp": At64.to(dtype).numpy(),
+                "prev": prev.to(dtype=dtype, device=device)}
+
+    def check(inp, res):
+        w, V = res
+        return _eig_error(inp["A64"], k, w, V)
+
+    def ours(inp):
+        return sl.subspace_iteration(inp["A"], k, init=inp["prev"])
+
+    def lobpcg(inp):
+        return torch.lobpcg(inp["A"], k=k, X=inp["prev"], largest=True)
+
+    def eigsh(inp):
+        from scipy.sparse.linalg import eigsh as sp_eigsh
+
+        return sp_eigsh(inp["Anp"], k=k, which="LM", v0=inp["prev"][:, 0].cpu().numpy())
+
+    tol = 1e-9 if dtype == torch.float64 else 1e-4
+    return Case(SUITE, f"subspace_iteration warm tracking n={n} k={k} {str(dtype).replace('torch.', '')}", setup,
+                ours, check, tol,
+                [Peer("torch.lobpcg (X=prev)", lobpcg), Peer("scipy eigsh (v0=prev)", eigsh, requires=("scipy",))],
+                params={"kind": "tracking", "n": n, "k": k, "dtype": str(dtype), "drift": 1e-9},
+                note="one step of tracking a drifting matrix, warm-started from the previous eigenvectors")
+
+
 def cases(device: str, dtype: torch.dtype, quick: bool) -> list[Case]:
     if dtype not in (torch.float32, torch.float64):
         return []
@@ -180,4 +216,5 @@ def cases(device: str, dtype: torch.dtype, quick: bool) -> list[Case]:
         eig = [("dense", 1000, 8), ("dense", 3000, 16), ("csr", 100000, 8)]
     out += [_cp_case(d, r, o, dtype, device, it) for d, r, o, it in cp]
     out += [_eig_case(kind, n, k, dtype, device) for kind, n, k in eig]
+    out.append(_tracking_case(1000 if quick else 3000, 8 if quick else 16, dtype, device))
     return out
