@@ -8,7 +8,9 @@ component is a maximiser of F(x) = |P_V(x (x) x)|^2 on the sphere, found by the 
 power iteration (SS-HOPM with an adaptive shift, native kernel ``subspace_linalg::spm_power``,
 batched over random restarts); its weight comes from the projection, and a Householder
 reflection deflates V (and the pseudo-inverse of the flattening) after every component
-but the last.
+but the last. Finally the weights are re-solved by least squares for the recovered
+factors (an r x r system): the projection weights lose digits to the conditioning of the
+deflated pseudo-inverse, the polished ones reach the accuracy of the factors.
 """
 from __future__ import annotations
 
