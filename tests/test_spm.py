@@ -54,6 +54,17 @@ def test_planted_noiseless_float64(d, r, order, gen):
     assert bool((res.weights.abs()[:-1] >= res.weights.abs()[1:]).all())
 
 
+@pytest.mark.parametrize("device", [pytest.param("cuda", marks=pytest.mark.cuda)])
+@pytest.mark.parametrize("order,d,r", [(3, 20, 15), (4, 12, 30)])
+def test_planted_on_cuda(device, order, d, r, gen):
+    T, w, A = planted(d, r, order, gen(d * 1000 + r))
+    res = sl.spm(T.to(device), generator=gen(1))
+    assert res.factors.device.type == "cuda" and res.factors.shape == (d, r)
+    err = float((reconstruct(res.weights.cpu(), res.factors.cpu(), order) - T).norm() / T.norm())
+    assert err <= 1e-10
+    assert float(match(A, res.factors.cpu()).min()) >= 1 - 1e-8
+
+
 def test_planted_order4_given_rank_float32(gen):
     d, r = 12, 20
     T, w, A = planted(d, r, 4, gen(7), dtype=torch.float32)
