@@ -144,6 +144,7 @@ def test_reproducible(gen):
     assert torch.equal(a.eigenvectors, b.eigenvectors)
 
 
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
 def test_validation(gen):
     A = spectrum_matrix(20, [3.0], 0.5, gen(17))
     with pytest.raises(ValueError, match="subspace_iteration: A must be square"):
@@ -164,7 +165,10 @@ def test_validation(gen):
         sl.subspace_iteration(A, 2, init=torch.zeros(19, 2, dtype=torch.float64))
     with pytest.raises(ValueError, match="tol must be > 0"):
         sl.subspace_iteration(A, 2, tol=-1.0)
-    C = A.clone()
-    C[0, 0] = math.inf
-    with pytest.raises(ValueError, match="non-finite"):
-        sl.subspace_iteration(C, 2)
+    for bad in (math.inf, math.nan):
+        C = A.clone()
+        C[3, 5] = C[5, 3] = bad
+        with pytest.raises(ValueError, match="non-finite"):
+            sl.subspace_iteration(C, 2)
+        with pytest.raises(ValueError, match="non-finite"):
+            sl.subspace_iteration(C.to_sparse_csr(), 2)

@@ -210,11 +210,11 @@ def cases(device: str, dtype: torch.dtype, quick: bool) -> list[Case]:
     out = []
     if quick:
         cp = [(12, 8, 3, 100), (10, 15, 4, 100)]
-        eig = [("dense", 1000, 8), ("csr", 20000, 6)]
+        eig = [("dense", 600, 8), ("csr", 5000, 6)]
     else:
         cp = [(20, 15, 3, 500), (12, 30, 4, 500), (20, 60, 4, 500)]
         eig = [("dense", 1000, 8), ("dense", 3000, 16), ("csr", 100000, 8)]
     out += [_cp_case(d, r, o, dtype, device, it) for d, r, o, it in cp]
     out += [_eig_case(kind, n, k, dtype, device) for kind, n, k in eig]
-    out.append(_tracking_case(1000 if quick else 3000, 8 if quick else 16, dtype, device))
+    out.append(_tracking_case(600 if quick else 3000, 8 if quick else 16, dtype, device))
     return out
