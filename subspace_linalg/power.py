@@ -53,7 +53,9 @@ def subspace_iteration(A, k: int, *, iters: int | None = None, tol: float | None
 
     ``A``: a dense tensor ``(..., n, n)`` (leading dims are a batch), a 2-D sparse CSR
     tensor, or an operator with ``.shape == (n, n)``, ``.dtype``, ``.device`` and ``@`` /
-    ``matmul`` on ``(n, p)`` blocks (e.g. ``sl.LinearOperator``); float32 or float64.
+    ``matmul`` on ``(n, p)`` blocks (e.g. ``sl.LinearOperator``; without ``dtype`` /
+    ``device`` attributes it takes ``init``'s, else the default dtype on the CPU); float32
+    or float64.
     The block has ``p = min(n, k + max(8, k // 2))`` columns; it starts from ``init``
     (``(..., n, l)``, e.g. the eigenvectors of the previous call: warm start for subspace
     tracking; padded with random columns up to ``p``) or from a Gaussian block drawn with
@@ -77,8 +79,9 @@ def subspace_iteration(A, k: int, *, iters: int | None = None, tol: float | None
     if kind == "sparse":
         raise ValueError(f"{fn}: sparse A must use the CSR layout (A.to_sparse_csr()), got {A.layout}")
     shape = tuple(A.shape)
-    dtype = A.dtype
-    device = A.device
+    # an operator without dtype / device attributes takes init's, else the defaults
+    dtype = getattr(A, "dtype", None) or (init.dtype if isinstance(init, torch.Tensor) else torch.get_default_dtype())
+    device = torch.device(getattr(A, "device", None) or (init.device if isinstance(init, torch.Tensor) else "cpu"))
     if dtype not in FLOATING:
         raise TypeError(f"{fn}: A must have dtype float32 or float64, got {dtype}")
     if len(shape) < 2 or shape[-1] != shape[-2]:

@@ -108,6 +108,16 @@ def test_csr_and_operator_inputs(gen):
     torch.testing.assert_close(r2.eigenvalues, w, rtol=1e-8, atol=0)
     assert Op.calls == r2.iterations
 
+    class Bare:  # only shape and @: dtype and device come from init
+        shape = (n, n)
+
+        def __matmul__(self, X):
+            return A @ X
+
+    r3 = sl.subspace_iteration(Bare(), k, init=r2.eigenvectors)
+    torch.testing.assert_close(r3.eigenvalues, w, rtol=1e-8, atol=0)
+    assert r3.iterations <= 2
+
 
 def test_warm_start_tracking_two_iterations(gen):
     """A slowly drifting matrix (relative drift 1e-9 per step, gap ratio 1e-2): each
