@@ -68,7 +68,8 @@ def _check_symmetric(fn: str, T: torch.Tensor) -> None:
     if worst > tol:
         swapped = tuple(where[i] for i in perm)
         raise ValueError(f"{fn}: T must be symmetric; its largest asymmetry is |T{list(where)} - T{list(swapped)}| "
-                         f"= {worst:.3e} (index permuted by {perm}), above the tolerance {tol:.3e}")
+                         f"= {worst:.3e} (largest over swaps of adjacent indices, which generate all "
+                         f"permutations), above the tolerance {tol:.3e}")
 
 
 def _random_starts(V: torch.Tensor, idx: torch.Tensor, B: int, generator) -> torch.Tensor:
