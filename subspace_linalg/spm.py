@@ -5,10 +5,11 @@ of symmetric tensors of order 3 and 4.
 Steps: flatten T to a matrix over symmetric (i <= j) index pairs; its eigendecomposition
 (order 4) or SVD (order 3) gives the subspace V = span{a_i (x) a_i} and the rank; each
 component is a maximiser of F(x) = |P_V(x (x) x)|^2 on the sphere, found by the shifted
-power iteration (SS-HOPM with an adaptive shift, native kernel ``subspace_linalg::spm_power``,
-batched over random restarts); its weight comes from the projection, and a Householder
-reflection deflates V (and the pseudo-inverse of the flattening) after every component
-but the last. Finally the weights are re-solved by least squares for the recovered
+power iteration (SS-HOPM with an adaptive shift) from random starts; its weight comes from
+the projection, and a Householder reflection deflates V (and the pseudo-inverse of the
+flattening) after every component but the last. The whole extraction loop runs in one
+native call (``subspace_linalg::spm_extract``, CPU and CUDA; the per-step kernels
+``spm_contract`` and ``spm_power`` are its building blocks, batched over starts). Finally the weights are re-solved by least squares for the recovered
 factors (an r x r system): the projection weights lose digits to the conditioning of the
 deflated pseudo-inverse, the polished ones reach the accuracy of the factors.
 """
@@ -23,31 +24,11 @@ from . import _validate
 from ._dtypes import FLOATING, eps
 from ._results import CPResult
 from .errors import NotConvergedWarning
-from .reference.spm import unpack_index
 
-_NTRIES = 3          # random restarts per component (the first alone, the rest batched)
+_NTRIES = 3          # starts per component, tried in turn until one reaches 1 - F < _FRESTOL
 _FRESTOL = 1e-2      # a start is accepted when 1 - F(x) < _FRESTOL
 _MAXITER = 5000      # default iterations of one power iteration
 _CN = math.sqrt(0.5)  # C_n of Kileel & Pereira's Lemma 4.4 for ceil(order / 2) = 2
-
-
-def _householder(z: torch.Tensor) -> torch.Tensor:
-    """h with (I - h h^T) z = -+|z| e_last (|h|^2 = 2)."""
-    v = z.clone()
-    nz = z.norm()
-    s = 1.0 if float(z[-1]) >= 0 else -1.0
-    v[-1] = v[-1] + s * nz
-    return v * (math.sqrt(2.0) / v.norm())
-
-
-def _reflect_cols(A: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """(A H)[:, :-1] for H = I - h h^T."""
-    return (A - torch.outer(A @ h, h))[:, :-1]
-
-
-def _reflect_rows(A: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """(H A)[:-1, :]."""
-    return (A - torch.outer(h, h @ A))[:-1, :]
 
 
 def _check_symmetric(fn: str, T: torch.Tensor) -> None:
@@ -70,19 +51,6 @@ def _check_symmetric(fn: str, T: torch.Tensor) -> None:
         raise ValueError(f"{fn}: T must be symmetric; its largest asymmetry is |T{list(where)} - T{list(swapped)}| "
                          f"= {worst:.3e} (largest over swaps of adjacent indices, which generate all "
                          f"permutations), above the tolerance {tol:.3e}")
-
-
-def _random_starts(V: torch.Tensor, idx: torch.Tensor, B: int, generator) -> torch.Tensor:
-    """B unit points x = sum_r c_r V_r g (c, g Gaussian): random, but inside the span of the
-    subspace's matrices (the start of Kileel & Pereira)."""
-    d = idx.shape[0]
-    k = V.shape[1]
-    dev = generator.device if generator is not None else V.device
-    g = torch.randn(B, d, generator=generator, dtype=V.dtype, device=dev).to(V.device)
-    c = torch.randn(k, B, generator=generator, dtype=V.dtype, device=dev).to(V.device)
-    M = (V @ c)[idx.reshape(-1)].reshape(d, d, B)
-    x = torch.einsum("ijb,bj->bi", M, g)
-    return torch.nn.functional.normalize(x, dim=-1)
 
 
 def _polish_weights(T: torch.Tensor, F: torch.Tensor, w0: torch.Tensor) -> torch.Tensor:
@@ -149,7 +117,6 @@ def spm(T: torch.Tensor, *, rank: int | None = None, tol: float | None = None, m
     diag = iu[0] == iu[1]
     # the weights in dt itself (a float32 sqrt(2) would cap float64 accuracy at 1e-8)
     s = torch.where(diag, torch.ones((), dtype=dt, device=dev), torch.full((), 2.0, dtype=dt, device=dev).sqrt())
-    idx = unpack_index(d, dev)
     if order == 4:
         M = T[iu[0], iu[1]][:, iu[0], iu[1]]
         lam, vecs = torch.linalg.eigh(s[:, None] * M * s[None, :])
@@ -174,44 +141,15 @@ def spm(T: torch.Tensor, *, rank: int | None = None, tol: float | None = None, m
         return CPResult(weights, factors)
     V = vecs[:, :R] / s[:, None]           # packed full-layout values of an orthonormal basis
     D1 = torch.diag(1.0 / lam[:R])         # pseudo-inverse of the flattening in that basis
-    U = Uh[:R].T if order == 3 else None   # (d, R), right singular vectors (order 3)
-    cpair = s * s
-    power = torch.ops.subspace_linalg.spm_power.default
-    worst = 0.0
-    for k in range(R, 0, -1):
-        Vc = V.contiguous()
-        X0 = _random_starts(Vc, idx, 1, generator)
-        X, f, _ = power(Vc, X0, maxiter, tol, _CN)
-        if 1.0 - float(f[0]) >= _FRESTOL and _NTRIES > 1:
-            X1 = _random_starts(Vc, idx, _NTRIES - 1, generator)
-            Xb, fb, _ = power(Vc, X1, maxiter, tol, _CN)
-            X, f = torch.cat([X, Xb]), torch.cat([f, fb])
-        best = int(f.argmax())
-        x = X[best]
-        worst = max(worst, 1.0 - float(f[best]))
-        y = cpair * x[iu[0]] * x[iu[1]]
-        alpha = Vc.T @ y
-        if order == 4:
-            z = D1 @ alpha
-            lam_k = (alpha @ alpha) / (alpha @ z)
-            if k > 1:
-                h = _householder(z)
-                D1 = _reflect_rows(_reflect_cols(D1, h), h)
-                V = _reflect_cols(V, h)
-        else:
-            au = U.T @ x
-            zu = D1 @ au
-            zv = alpha @ D1
-            lam_k = au.norm() * alpha.norm() / (alpha @ zu)
-            if k > 1:
-                h1 = _householder(zu)
-                D1 = _reflect_rows(D1, h1)
-                V = _reflect_cols(V, h1)
-                h2 = _householder(zv)
-                D1 = _reflect_cols(D1, h2)
-                U = _reflect_cols(U, h2)
-        weights[k - 1] = lam_k
-        factors[:, k - 1] = x
+    U = Uh[:R].T if order == 3 else V.new_empty(0)  # (d, R), right singular vectors (order 3)
+    # the random starts of every component and restart, drawn up front (reproducible)
+    gdev = generator.device if generator is not None else dev
+    G = torch.randn(R, _NTRIES, d, generator=generator, dtype=dt, device=gdev).to(dev)
+    C = torch.randn(R, _NTRIES, R, generator=generator, dtype=dt, device=gdev).to(dev)
+    weights, F, fbest = torch.ops.subspace_linalg.spm_extract.default(
+        V.contiguous(), D1, U.contiguous(), G, C, order == 3, maxiter, tol, _CN, _FRESTOL)
+    factors = F.T
+    worst = float(1.0 - fbest.min())
     if worst >= _FRESTOL:
         warnings.warn(f"{fn}: a component's power iteration reached only 1 - F = {worst:.3e}, tolerance "
                       f"{_FRESTOL:.0e} (is the rank too large or T far from low rank?)", NotConvergedWarning,

@@ -56,7 +56,43 @@ void spm_power(int dtype, std::int64_t d, std::int64_t R, std::int64_t B, std::u
   raise_if_error(st, "spm_power on " + shape_str(s));
 }
 
+void spm_extract(int dtype, std::int64_t d, std::int64_t R, std::int64_t ntries, bool odd, std::uintptr_t V,
+                 std::uintptr_t D1, std::uintptr_t U, std::uintptr_t G, std::uintptr_t C, std::uintptr_t weights,
+                 std::uintptr_t factors, std::uintptr_t fbest, std::int64_t maxiter, double tol, double cn,
+                 double frestol, std::uintptr_t ws, std::int64_t ws_bytes, const ExecSpec& exec_spec) {
+  SpmExtractArgs a;
+  a.d = d;
+  a.R = R;
+  a.ntries = ntries;
+  a.odd = odd;
+  a.maxiter = maxiter;
+  a.tol = tol;
+  a.cn = cn;
+  a.frestol = frestol;
+  a.V = reinterpret_cast<const void*>(V);
+  a.D1 = reinterpret_cast<const void*>(D1);
+  a.U = reinterpret_cast<const void*>(U);
+  a.G = reinterpret_cast<const void*>(G);
+  a.C = reinterpret_cast<const void*>(C);
+  a.weights = reinterpret_cast<void*>(weights);
+  a.factors = reinterpret_cast<void*>(factors);
+  a.fbest = reinterpret_cast<void*>(fbest);
+  const Exec exec = exec_from(exec_spec);
+  Status st;
+  {
+    py::gil_scoped_release nogil;
+    st = SL_ON_DEVICE(exec, "spm_extract", spm_extract_cpu(dtype, a),
+                      spm_extract_cuda(dtype, a, reinterpret_cast<void*>(ws), ws_bytes, exec));
+  }
+  raise_if_error(st, "spm_extract with d=" + std::to_string(d) + ", R=" + std::to_string(R) +
+                         ", ntries=" + std::to_string(ntries));
+}
+
 void bind_spm(py::module_& m) {
+  m.def("spm_extract", &spm_extract,
+        "SPM extraction of all R components with deflation (dtype, d, R, ntries, odd, V, D1, U, G, C, weights, "
+        "factors, fbest, maxiter, tol, cn, frestol, workspace, ws_bytes, exec)");
+  m.def("spm_extract_workspace_bytes", &spm_extract_workspace_bytes);
   m.def("spm_contract", &spm_contract,
         "SPM contraction alpha = V^T (x (x) x), grad = sum_r alpha_r V_r x for B points "
         "(dtype, d, R, B, V, X, alpha, grad, workspace, ws_bytes, exec)");

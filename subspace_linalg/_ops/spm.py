@@ -87,3 +87,60 @@ def _(V, X0, maxiter, tol, cn):
                             f.data_ptr(), iters.data_ptr(), int(maxiter), float(tol), float(cn), wp, wb,
                             _native.exec_args(X))
     return X, f, iters
+
+
+def _check_extract(V, D1, U, G, C, odd):
+    torch._check(V.dtype in FLOATING, lambda: f"spm_extract: V must be float32 or float64, got {V.dtype}")
+    for name, t in (("D1", D1), ("G", G), ("C", C)) + ((("U", U),) if odd else ()):
+        torch._check(t.dtype == V.dtype, lambda: f"spm_extract: {name} must have V's dtype {V.dtype}, got {t.dtype}")
+    torch._check(V.dim() == 2 and G.dim() == 3 and C.dim() == 3 and D1.dim() == 2,
+                 lambda: "spm_extract: V (D, R), D1 (R, R), G (R, ntries, d), C (R, ntries, R)")
+    R = V.shape[1]
+    d = G.shape[2]
+    torch._check(V.shape[0] == d * (d + 1) // 2 and R >= 1 and d >= 1,
+                 lambda: f"spm_extract: V must be (d (d + 1) / 2, R) for d = {d}, got {tuple(V.shape)}")
+    torch._check(tuple(D1.shape) == (R, R) and G.shape[0] == R and tuple(C.shape) == (R, G.shape[1], R)
+                 and G.shape[1] >= 1,
+                 lambda: f"spm_extract: shapes V {tuple(V.shape)}, D1 {tuple(D1.shape)}, G {tuple(G.shape)}, "
+                         f"C {tuple(C.shape)} do not match")
+    if odd:
+        torch._check(tuple(U.shape) == (d, R), lambda: f"spm_extract: U must be ({d}, {R}), got {tuple(U.shape)}")
+
+
+@torch.library.custom_op("subspace_linalg::spm_extract", mutates_args=())
+def spm_extract(V: torch.Tensor, D1: torch.Tensor, U: torch.Tensor, G: torch.Tensor, C: torch.Tensor, odd: bool,
+                maxiter: int, tol: float, cn: float, frestol: float
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """All R components of SPM in one call (power iterations from the starts given by G, C,
+    projection weights, Householder deflation after each but the last): returns weights
+    (R,), factors (R, d) (row k-1 = component k) and the best F (R,), in V's dtype. U is
+    (d, R) for odd orders and ignored for even ones."""
+    _check_extract(V, D1, U, G, C, odd)
+    return _ref.extract(V, D1, U, G, C, odd, maxiter, tol, cn, frestol)
+
+
+@spm_extract.register_fake
+def _(V, D1, U, G, C, odd, maxiter, tol, cn, frestol):
+    _check_extract(V, D1, U, G, C, odd)
+    R, d = V.shape[1], G.shape[2]
+    return V.new_empty(R), V.new_empty(R, d), V.new_empty(R)
+
+
+@spm_extract.register_kernel(("cpu", "cuda"))
+def _(V, D1, U, G, C, odd, maxiter, tol, cn, frestol):
+    _check_extract(V, D1, U, G, C, odd)
+    V, D1, G, C = V.contiguous(), D1.contiguous(), G.contiguous(), C.contiguous()
+    U = U.contiguous() if odd else V
+    R, nt, d = G.shape
+    w, F, fb = V.new_empty(R), V.new_empty(R, d), V.new_empty(R)
+    C_ = _native.lib()
+    code = _native.dtype_code(V.dtype)
+    ws, wp, wb = V, 0, 0
+    if V.is_cuda:
+        wb = int(C_.spm_extract_workspace_bytes(code, d, R))
+        ws = torch.empty(max(wb, 1), dtype=torch.uint8, device=V.device)
+        wp = ws.data_ptr()
+    C_.spm_extract(code, d, R, nt, bool(odd), V.data_ptr(), D1.data_ptr(), U.data_ptr(), G.data_ptr(), C.data_ptr(),
+                   w.data_ptr(), F.data_ptr(), fb.data_ptr(), int(maxiter), float(tol), float(cn), float(frestol),
+                   wp, wb, _native.exec_args(V))
+    return w, F, fb

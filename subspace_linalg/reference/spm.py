@@ -71,3 +71,85 @@ def power(V: torch.Tensor, X0: torch.Tensor, maxiter: int, tol: float, cn: float
     alpha, _ = contract(V, X)
     f = (alpha * alpha).sum(-1)
     return X, f, iters
+
+
+def _householder(z: torch.Tensor) -> torch.Tensor:
+    """h with (I - h h^T) z = -+|z| e_last, |h|^2 = 2 (the native kernels' convention)."""
+    k = z.shape[0]
+    v = z.clone()
+    v[-1] = v[-1] + torch.where(z[-1] >= 0, 1.0, -1.0).to(z.dtype) * z.norm()
+    nv = v.norm()
+    if not bool(nv > 0):
+        h = torch.zeros(k, dtype=z.dtype, device=z.device)
+        h[-1] = math.sqrt(2.0)
+        return h
+    return v * (math.sqrt(2.0) / nv)
+
+
+def _start(V: torch.Tensor, k: int, c: torch.Tensor, g: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    d = g.shape[0]
+    M = (V[:, :k] @ c[:k])[idx.reshape(-1)].reshape(d, d)
+    x = M @ g
+    if not bool(x.norm() > 0):
+        x = g.clone()
+    n = x.norm()
+    if not bool(n > 0):
+        x = torch.zeros_like(g)
+        x[0] = 1
+        return x
+    return x / n
+
+
+def extract(V: torch.Tensor, D1: torch.Tensor, U: torch.Tensor, G: torch.Tensor, C: torch.Tensor, odd: bool,
+            maxiter: int, tol: float, cn: float, frestol: float):
+    """All R components of SPM with Householder deflation after each but the last (the
+    contract of ``spm_extract_cpu`` in csrc/include/sl/spm.h): returns weights (R,),
+    factors (R, d) (row k-1 = component k) and the best F per component (R,)."""
+    d = G.shape[-1]
+    R = V.shape[1]
+    nt = G.shape[1]
+    idx = unpack_index(d, V.device)
+    iu = torch.triu_indices(d, d, device=V.device)
+    cpair = torch.where(iu[0] == iu[1], 1.0, 2.0).to(V.dtype)
+    V, D1 = V.clone(), D1.clone()
+    U = U.clone() if odd else U
+    weights = V.new_zeros(R)
+    factors = V.new_zeros(R, d)
+    fbest = V.new_zeros(R)
+    for k in range(R, 0, -1):
+        j = R - k
+        best, xb = None, None
+        Vk = V[:, :k].contiguous()
+        for t in range(nt):
+            x0 = _start(V, k, C[j, t], G[j, t], idx)
+            X, f, _ = power(Vk, x0[None], maxiter, tol, cn)
+            if best is None or float(f[0]) > best:
+                best, xb = float(f[0]), X[0]
+            if 1.0 - float(f[0]) < frestol:
+                break
+        alpha = Vk.T @ (cpair * xb[iu[0]] * xb[iu[1]])
+        Dk = D1[:k, :k]
+        if not odd:
+            z = Dk @ alpha
+            w = (alpha @ alpha) / (alpha @ z)
+            if k > 1:
+                h = _householder(z)
+                Hm = torch.eye(k, dtype=V.dtype, device=V.device) - torch.outer(h, h)
+                D1[:k, :k] = Hm @ Dk @ Hm
+                V[:, :k] = V[:, :k] @ Hm
+        else:
+            au = U[:, :k].T @ xb
+            zu = Dk @ au
+            zv = Dk.T @ alpha
+            w = au.norm() * alpha.norm() / (alpha @ zu)
+            if k > 1:
+                h1, h2 = _householder(zu), _householder(zv)
+                I = torch.eye(k, dtype=V.dtype, device=V.device)
+                H1, H2 = I - torch.outer(h1, h1), I - torch.outer(h2, h2)
+                D1[:k, :k] = H1 @ Dk @ H2
+                V[:, :k] = V[:, :k] @ H1
+                U[:, :k] = U[:, :k] @ H2
+        weights[k - 1] = w
+        factors[k - 1] = xb
+        fbest[k - 1] = best
+    return weights, factors, fbest

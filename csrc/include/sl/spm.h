@@ -44,4 +44,31 @@ Status spm_power_cuda(int dtype, const SpmShape& s, const void* V, void* X, void
                       std::int64_t maxiter, double tol, double cn, void* workspace, std::int64_t ws_bytes,
                       const Exec& exec);
 
+// The whole extraction loop of SPM (components k = R, R-1, ..., 1), one call:
+//   per component: up to `ntries` starts x0 = normalize(sum_r C[j,t,r] V_r G[j,t]) (j = R - k,
+//   the first k entries of C[j,t]), each run through the power iteration above; the start
+//   with the largest F wins (the loop stops at the first with 1 - F < frestol). Then the
+//   weight from the projection alpha = V_k^T (x (x) x):
+//     even (order 4): z = D1 alpha, w = |alpha|^2 / (alpha . z)
+//     odd (order 3):  au = U_k^T x, zu = D1 au, zv = D1^T alpha, w = |au| |alpha| / (alpha . zu)
+//   and, for k > 1, the Householder deflation of V (and U) and D1 to k - 1 columns:
+//     even: H from z: D1 <- (H D1 H)[:k-1, :k-1], V <- (V H)[:, :k-1]
+//     odd:  H1 from zu: D1 <- (H1 D1)[:k-1, :], V <- (V H1)[:, :k-1];
+//           H2 from zv: D1 <- (D1 H2)[:, :k-1], U <- (U H2)[:, :k-1]
+//   with H = I - h h^T, h = v sqrt(2) / |v|, v = z + sign(z_k) |z| e_k.
+// Inputs (row-major, contiguous): V (D, R), D1 (R, R), U (d, R) (odd only), G (R, ntries, d),
+// C (R, ntries, R). Outputs: weights (R), factors (R, d) (row k-1 = component k), fbest (R).
+// Workspace bytes from spm_extract_workspace_bytes (CUDA; the CPU kernel uses host scratch).
+std::int64_t spm_extract_workspace_bytes(int dtype, std::int64_t d, std::int64_t R);
+struct SpmExtractArgs {
+  std::int64_t d = 0, R = 0, ntries = 1, maxiter = 0;
+  bool odd = false;
+  double tol = 0, cn = 0, frestol = 0;
+  const void *V = nullptr, *D1 = nullptr, *U = nullptr, *G = nullptr, *C = nullptr;
+  void *weights = nullptr, *factors = nullptr, *fbest = nullptr;
+};
+Status spm_extract_cpu(int dtype, const SpmExtractArgs& a);
+Status spm_extract_cuda(int dtype, const SpmExtractArgs& a, void* workspace, std::int64_t ws_bytes,
+                        const Exec& exec);
+
 }  // namespace sl
