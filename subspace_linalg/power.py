@@ -144,20 +144,21 @@ def subspace_iteration(A, k: int, *, iters: int | None = None, tol: float | None
         order = theta.abs().argsort(dim=-1, descending=True)
         theta = theta.gather(-1, order)
         S = S.gather(-1, order.unsqueeze(-2).expand(S.shape))
-        Q = Q @ S
-        Z = Z @ S
         if it >= maxiter or not fixed:
+            # the top-k Ritz pairs of span(Q) and their exact residuals (n p k flops each)
+            Sk = S[..., :k]
+            Qk, Zk = Q @ Sk, Z @ Sk
             lam_max = theta[..., :1].abs().clamp_min(torch.finfo(dtype).tiny)
-            res = (Z[..., :k] - Q[..., :k] * theta[..., None, :k]).norm(dim=-2) / lam_max
+            res = (Zk - Qk * theta[..., None, :k]).norm(dim=-2) / lam_max
             conv = res <= tol
             if it >= maxiter or (not fixed and bool(conv.all())):
                 break
-        Q = _orth(Z)
+        Q = _orth(Z)  # span(A Q): the next block (Rayleigh-Ritz rotates it anyway)
     if not fixed and not bool(conv.all()):
         warnings.warn(f"{fn}: {int((~conv).sum())} of {conv.numel()} eigenpairs not converged after {it} "
                       f"iterations: max residual |Av - lambda v| / |lambda_max| = {float(res.max()):.3e}, "
                       f"tolerance {tol:.3e}", NotConvergedWarning, stacklevel=2)
-    out = SubspaceIterationResult(theta[..., :k].contiguous(), Q[..., :k].contiguous())
+    out = SubspaceIterationResult(theta[..., :k].contiguous(), Qk.contiguous())
     out.iterations = it
     out.converged = conv
     out.residual_norm = res
