@@ -34,6 +34,8 @@ from .krylov import cg
 from .spectral import hutchinson_trace, lanczos, slq_spectrum
 
 # --- subspace power family ---
+from .power import subspace_iteration
+from .spm import spm
 
 __version__ = "0.1.0"
 

@@ -1,0 +1,74 @@
+// Subspace Power Method (Kileel & Pereira) inner kernels for symmetric tensors of order
+// 3 and 4, where ceil(order/2) = 2: the subspace basis V spans {a (x) a} in R^{d x d},
+// stored in the symmetric-reduced ("packed") layout.
+//
+// Layout (CPU and CUDA alike):
+//   V   (D, R) row-major, D = d (d + 1) / 2; row p <-> the pair (i, j), i <= j, in
+//       row-major upper-triangle order: p(i, j) = i d - i (i - 1) / 2 + (j - i)
+//       (torch.triu_indices order). V[p, r] holds the entry (i, j) = (j, i) of the
+//       r-th orthonormal basis vector of the full d^2 layout.
+//   X   (B, d) row-major: B points (restarts), processed independently.
+// For a point x, alpha = V^T (x (x) x) (R values, alpha_r = sum_{ij} V_r[i,j] x_i x_j),
+// F(x) = |alpha|^2 and grad = sum_r alpha_r V_r x (= grad F / 4).
+#pragma once
+#include <cstdint>
+
+#include "sl/exec.h"
+#include "sl/status.h"
+
+namespace sl {
+
+struct SpmShape {
+  std::int64_t d = 0;  // vector length
+  std::int64_t R = 0;  // subspace dimension
+  std::int64_t B = 0;  // number of points
+  std::int64_t D() const { return d * (d + 1) / 2; }
+};
+
+// alpha (B, R) and grad (B, d), both row-major.
+Status spm_contract_cpu(int dtype, const SpmShape& s, const void* V, const void* X, void* alpha, void* grad);
+Status spm_contract_cuda(int dtype, const SpmShape& s, const void* V, const void* X, void* alpha, void* grad,
+                         void* workspace, std::int64_t ws_bytes, const Exec& exec);
+
+// The whole shifted power iteration (SS-HOPM with the adaptive shift of Kileel & Pereira)
+// for each of the B starting points (unit norm rows of X, updated in place):
+//   g = grad(x); f = g.x; c = sqrt(2 f max(1 - f, 0)) if f > 2/3 else 1 - f / 2;
+//   x_new = (g + cn c x) / |g + cn c x|; stop when |x_new - x| < tol or after maxiter.
+// Outputs f (B) = F at the final x, iters (B) int64 = iterations run.
+// Workspace of both ops (CUDA only; the CPU kernels use host scratch):
+// spm_workspace_bytes = B * (2 D + R + 2 d) values.
+std::int64_t spm_workspace_bytes(int dtype, const SpmShape& s);
+Status spm_power_cpu(int dtype, const SpmShape& s, const void* V, void* X, void* f, std::int64_t* iters,
+                     std::int64_t maxiter, double tol, double cn);
+Status spm_power_cuda(int dtype, const SpmShape& s, const void* V, void* X, void* f, std::int64_t* iters,
+                      std::int64_t maxiter, double tol, double cn, void* workspace, std::int64_t ws_bytes,
+                      const Exec& exec);
+
+// The whole extraction loop of SPM (components k = R, R-1, ..., 1), one call:
+//   per component: up to `ntries` starts x0 = normalize(sum_r C[j,t,r] V_r G[j,t]) (j = R - k,
+//   the first k entries of C[j,t]), each run through the power iteration above; the start
+//   with the largest F wins (the loop stops at the first with 1 - F < frestol). Then the
+//   weight from the projection alpha = V_k^T (x (x) x):
+//     even (order 4): z = D1 alpha, w = |alpha|^2 / (alpha . z)
+//     odd (order 3):  au = U_k^T x, zu = D1 au, zv = D1^T alpha, w = |au| |alpha| / (alpha . zu)
+//   and, for k > 1, the Householder deflation of V (and U) and D1 to k - 1 columns:
+//     even: H from z: D1 <- (H D1 H)[:k-1, :k-1], V <- (V H)[:, :k-1]
+//     odd:  H1 from zu: D1 <- (H1 D1)[:k-1, :], V <- (V H1)[:, :k-1];
+//           H2 from zv: D1 <- (D1 H2)[:, :k-1], U <- (U H2)[:, :k-1]
+//   with H = I - h h^T, h = v sqrt(2) / |v|, v = z + sign(z_k) |z| e_k.
+// Inputs (row-major, contiguous): V (D, R), D1 (R, R), U (d, R) (odd only), G (R, ntries, d),
+// C (R, ntries, R). Outputs: weights (R), factors (R, d) (row k-1 = component k), fbest (R).
+// Workspace bytes from spm_extract_workspace_bytes (CUDA; the CPU kernel uses host scratch).
+std::int64_t spm_extract_workspace_bytes(int dtype, std::int64_t d, std::int64_t R);
+struct SpmExtractArgs {
+  std::int64_t d = 0, R = 0, ntries = 1, maxiter = 0;
+  bool odd = false;
+  double tol = 0, cn = 0, frestol = 0;
+  const void *V = nullptr, *D1 = nullptr, *U = nullptr, *G = nullptr, *C = nullptr;
+  void *weights = nullptr, *factors = nullptr, *fbest = nullptr;
+};
+Status spm_extract_cpu(int dtype, const SpmExtractArgs& a);
+Status spm_extract_cuda(int dtype, const SpmExtractArgs& a, void* workspace, std::int64_t ws_bytes,
+                        const Exec& exec);
+
+}  // namespace sl

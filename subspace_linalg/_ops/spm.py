@@ -1,0 +1,146 @@
+"""subspace_linalg::spm_contract and subspace_linalg::spm_power — the inner kernels of
+the Subspace Power Method (layout: csrc/include/sl/spm.h, reference: reference/spm.py)."""
+from __future__ import annotations
+
+import torch
+
+from .. import _native
+from .._dtypes import FLOATING
+from ..reference import spm as _ref
+
+
+def _check(V: torch.Tensor, X: torch.Tensor) -> None:
+    torch._check(V.dtype in FLOATING, lambda: f"spm: V must be float32 or float64, got {V.dtype}")
+    torch._check(X.dtype == V.dtype, lambda: f"spm: X must have V's dtype {V.dtype}, got {X.dtype}")
+    torch._check(V.dim() == 2 and X.dim() == 2, lambda: "spm: V must be (D, R) and X (B, d)")
+    d = X.shape[1]
+    torch._check(V.shape[0] == d * (d + 1) // 2,
+                 lambda: f"spm: V must have d (d + 1) / 2 = {d * (d + 1) // 2} rows for X of shape "
+                         f"{tuple(X.shape)}, got {tuple(V.shape)}")
+    torch._check(V.shape[1] >= 1 and d >= 1, lambda: "spm: need R >= 1 and d >= 1")
+
+
+def _workspace(V: torch.Tensor, X: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+    """(buffer, pointer, bytes): CUDA workspace, an empty tensor on the CPU."""
+    if not X.is_cuda:
+        return X, 0, 0
+    C = _native.lib()
+    nbytes = int(C.spm_workspace_bytes(_native.dtype_code(X.dtype), X.shape[1], V.shape[1], X.shape[0]))
+    ws = torch.empty(max(nbytes, 1), dtype=torch.uint8, device=X.device)
+    return ws, ws.data_ptr(), nbytes
+
+
+@torch.library.custom_op("subspace_linalg::spm_contract", mutates_args=())
+def spm_contract(V: torch.Tensor, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each row x of X (B, d): alpha = V^T (x (x) x) (B, R) and grad = sum_r alpha_r V_r x
+    (B, d), V (D, R) in the packed symmetric layout; dtype of the inputs."""
+    _check(V, X)
+    return _ref.contract(V, X)
+
+
+@spm_contract.register_fake
+def _(V, X):
+    _check(V, X)
+    return X.new_empty(X.shape[0], V.shape[1]), X.new_empty(X.shape)
+
+
+@spm_contract.register_kernel(("cpu", "cuda"))
+def _(V, X):
+    _check(V, X)
+    V, X = V.contiguous(), X.contiguous()
+    B, d = X.shape
+    alpha = X.new_empty(B, V.shape[1])
+    grad = X.new_empty(B, d)
+    ws, wp, wb = _workspace(V, X)
+    _native.lib().spm_contract(_native.dtype_code(X.dtype), d, V.shape[1], B, V.data_ptr(), X.data_ptr(),
+                               alpha.data_ptr(), grad.data_ptr(), wp, wb, _native.exec_args(X))
+    return alpha, grad
+
+
+@torch.library.custom_op("subspace_linalg::spm_power", mutates_args=())
+def spm_power(V: torch.Tensor, X0: torch.Tensor, maxiter: int, tol: float, cn: float
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Shifted power iteration of SPM from each unit row of X0 (B, d): returns the final
+    points X (B, d), F(x) = |V^T (x (x) x)|^2 (B,) in X0's dtype and the iteration counts
+    (B,) int64."""
+    _check(V, X0)
+    return _ref.power(V, X0, maxiter, tol, cn)
+
+
+@spm_power.register_fake
+def _(V, X0, maxiter, tol, cn):
+    _check(V, X0)
+    B = X0.shape[0]
+    return X0.new_empty(X0.shape), X0.new_empty(B), X0.new_empty(B, dtype=torch.int64)
+
+
+@spm_power.register_kernel(("cpu", "cuda"))
+def _(V, X0, maxiter, tol, cn):
+    _check(V, X0)
+    V = V.contiguous()
+    X = X0.clone(memory_format=torch.contiguous_format)
+    B, d = X.shape
+    f = X.new_empty(B)
+    iters = torch.empty(B, dtype=torch.int64, device=X.device)
+    ws, wp, wb = _workspace(V, X)
+    _native.lib().spm_power(_native.dtype_code(X.dtype), d, V.shape[1], B, V.data_ptr(), X.data_ptr(),
+                            f.data_ptr(), iters.data_ptr(), int(maxiter), float(tol), float(cn), wp, wb,
+                            _native.exec_args(X))
+    return X, f, iters
+
+
+def _check_extract(V, D1, U, G, C, odd):
+    torch._check(V.dtype in FLOATING, lambda: f"spm_extract: V must be float32 or float64, got {V.dtype}")
+    for name, t in (("D1", D1), ("G", G), ("C", C)) + ((("U", U),) if odd else ()):
+        torch._check(t.dtype == V.dtype, lambda: f"spm_extract: {name} must have V's dtype {V.dtype}, got {t.dtype}")
+    torch._check(V.dim() == 2 and G.dim() == 3 and C.dim() == 3 and D1.dim() == 2,
+                 lambda: "spm_extract: V (D, R), D1 (R, R), G (R, ntries, d), C (R, ntries, R)")
+    R = V.shape[1]
+    d = G.shape[2]
+    torch._check(V.shape[0] == d * (d + 1) // 2 and R >= 1 and d >= 1,
+                 lambda: f"spm_extract: V must be (d (d + 1) / 2, R) for d = {d}, got {tuple(V.shape)}")
+    torch._check(tuple(D1.shape) == (R, R) and G.shape[0] == R and tuple(C.shape) == (R, G.shape[1], R)
+                 and G.shape[1] >= 1,
+                 lambda: f"spm_extract: shapes V {tuple(V.shape)}, D1 {tuple(D1.shape)}, G {tuple(G.shape)}, "
+                         f"C {tuple(C.shape)} do not match")
+    if odd:
+        torch._check(tuple(U.shape) == (d, R), lambda: f"spm_extract: U must be ({d}, {R}), got {tuple(U.shape)}")
+
+
+@torch.library.custom_op("subspace_linalg::spm_extract", mutates_args=())
+def spm_extract(V: torch.Tensor, D1: torch.Tensor, U: torch.Tensor, G: torch.Tensor, C: torch.Tensor, odd: bool,
+                maxiter: int, tol: float, cn: float, frestol: float
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """All R components of SPM in one call (power iterations from the starts given by G, C,
+    projection weights, Householder deflation after each but the last): returns weights
+    (R,), factors (R, d) (row k-1 = component k) and the best F (R,), in V's dtype. U is
+    (d, R) for odd orders and ignored for even ones."""
+    _check_extract(V, D1, U, G, C, odd)
+    return _ref.extract(V, D1, U, G, C, odd, maxiter, tol, cn, frestol)
+
+
+@spm_extract.register_fake
+def _(V, D1, U, G, C, odd, maxiter, tol, cn, frestol):
+    _check_extract(V, D1, U, G, C, odd)
+    R, d = V.shape[1], G.shape[2]
+    return V.new_empty(R), V.new_empty(R, d), V.new_empty(R)
+
+
+@spm_extract.register_kernel(("cpu", "cuda"))
+def _(V, D1, U, G, C, odd, maxiter, tol, cn, frestol):
+    _check_extract(V, D1, U, G, C, odd)
+    V, D1, G, C = V.contiguous(), D1.contiguous(), G.contiguous(), C.contiguous()
+    U = U.contiguous() if odd else V
+    R, nt, d = G.shape
+    w, F, fb = V.new_empty(R), V.new_empty(R, d), V.new_empty(R)
+    C_ = _native.lib()
+    code = _native.dtype_code(V.dtype)
+    ws, wp, wb = V, 0, 0
+    if V.is_cuda:
+        wb = int(C_.spm_extract_workspace_bytes(code, d, R))
+        ws = torch.empty(max(wb, 1), dtype=torch.uint8, device=V.device)
+        wp = ws.data_ptr()
+    C_.spm_extract(code, d, R, nt, bool(odd), V.data_ptr(), D1.data_ptr(), U.data_ptr(), G.data_ptr(), C.data_ptr(),
+                   w.data_ptr(), F.data_ptr(), fb.data_ptr(), int(maxiter), float(tol), float(cn), float(frestol),
+                   wp, wb, _native.exec_args(V))
+    return w, F, fb

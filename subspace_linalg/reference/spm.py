@@ -1,0 +1,155 @@
+"""Pure-torch references of the Subspace Power Method kernels (order 3 and 4, where
+ceil(order / 2) = 2). Layout as in csrc/include/sl/spm.h: V (D, R) holds the basis of the
+d x d symmetric matrices in the packed upper-triangle order of ``torch.triu_indices``,
+X (B, d) the points."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def packed_size(d: int) -> int:
+    return d * (d + 1) // 2
+
+
+def d_of_packed(D: int) -> int:
+    """The d with d (d + 1) / 2 = D (ValueError when there is none)."""
+    d = (math.isqrt(8 * D + 1) - 1) // 2
+    if d * (d + 1) // 2 != D:
+        raise ValueError(f"spm: {D} is not a packed symmetric size d (d + 1) / 2")
+    return d
+
+
+def unpack_index(d: int, device=None) -> torch.Tensor:
+    """(d, d) long tensor: the packed position of entry (i, j) (symmetric)."""
+    iu = torch.triu_indices(d, d, device=device)
+    idx = torch.empty(d, d, dtype=torch.long, device=device)
+    pos = torch.arange(iu.shape[1], device=device)
+    idx[iu[0], iu[1]] = pos
+    idx[iu[1], iu[0]] = pos
+    return idx
+
+
+def contract(V: torch.Tensor, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """alpha (B, R) = V^T (x (x) x) in the full layout and grad (B, d) = sum_r alpha_r V_r x."""
+    d = X.shape[-1]
+    idx = unpack_index(d, X.device)
+    Vf = V[idx.reshape(-1)].reshape(d, d, V.shape[-1])          # (d, d, R) full matrices
+    W = torch.einsum("bi,ijr->bjr", X, Vf)                       # (B, d, R)
+    alpha = torch.einsum("bjr,bj->br", W, X)
+    grad = torch.einsum("bjr,br->bj", W, alpha)
+    return alpha.contiguous(), grad.contiguous()
+
+
+def power(V: torch.Tensor, X0: torch.Tensor, maxiter: int, tol: float, cn: float):
+    """Shifted power iteration (adaptive shift) for every row of X0 (unit norm); returns
+    (X, f, iters) with f = F(x) = |V^T (x (x) x)|^2 at the final points and the int64
+    iteration counts. Same stopping rule as the native kernels: |x_new - x| < tol."""
+    X = X0.clone()
+    B = X.shape[0]
+    f = torch.zeros(B, dtype=X.dtype, device=X.device)
+    iters = torch.zeros(B, dtype=torch.int64, device=X.device)
+    active = torch.ones(B, dtype=torch.bool, device=X.device)
+    for _ in range(maxiter):
+        if not bool(active.any()):
+            break
+        Xa = X[active]
+        _, g = contract(V, Xa)
+        fa = (g * Xa).sum(-1)
+        c = torch.where(fa > 2.0 / 3.0, torch.sqrt(2 * fa * (1 - fa).clamp_min(0)), 1 - fa / 2)
+        g = g + (cn * c).unsqueeze(-1) * Xa
+        nrm = g.norm(dim=-1, keepdim=True)
+        ok = nrm.squeeze(-1) > 0
+        Xn = torch.where(ok.unsqueeze(-1), g / torch.where(ok, nrm.squeeze(-1), 1).unsqueeze(-1), Xa)
+        diff = (Xn - Xa).norm(dim=-1)
+        X[active] = Xn
+        iters[active] += 1
+        done = (diff < tol) | ~ok
+        act_idx = active.nonzero().squeeze(-1)
+        active[act_idx[done]] = False
+    alpha, _ = contract(V, X)
+    f = (alpha * alpha).sum(-1)
+    return X, f, iters
+
+
+def _householder(z: torch.Tensor) -> torch.Tensor:
+    """h with (I - h h^T) z = -+|z| e_last, |h|^2 = 2 (the native kernels' convention)."""
+    k = z.shape[0]
+    v = z.clone()
+    v[-1] = v[-1] + torch.where(z[-1] >= 0, 1.0, -1.0).to(z.dtype) * z.norm()
+    nv = v.norm()
+    if not bool(nv > 0):
+        h = torch.zeros(k, dtype=z.dtype, device=z.device)
+        h[-1] = math.sqrt(2.0)
+        return h
+    return v * (math.sqrt(2.0) / nv)
+
+
+def _start(V: torch.Tensor, k: int, c: torch.Tensor, g: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    d = g.shape[0]
+    M = (V[:, :k] @ c[:k])[idx.reshape(-1)].reshape(d, d)
+    x = M @ g
+    if not bool(x.norm() > 0):
+        x = g.clone()
+    n = x.norm()
+    if not bool(n > 0):
+        x = torch.zeros_like(g)
+        x[0] = 1
+        return x
+    return x / n
+
+
+def extract(V: torch.Tensor, D1: torch.Tensor, U: torch.Tensor, G: torch.Tensor, C: torch.Tensor, odd: bool,
+            maxiter: int, tol: float, cn: float, frestol: float):
+    """All R components of SPM with Householder deflation after each but the last (the
+    contract of ``spm_extract_cpu`` in csrc/include/sl/spm.h): returns weights (R,),
+    factors (R, d) (row k-1 = component k) and the best F per component (R,)."""
+    d = G.shape[-1]
+    R = V.shape[1]
+    nt = G.shape[1]
+    idx = unpack_index(d, V.device)
+    iu = torch.triu_indices(d, d, device=V.device)
+    cpair = torch.where(iu[0] == iu[1], 1.0, 2.0).to(V.dtype)
+    V, D1 = V.clone(), D1.clone()
+    U = U.clone() if odd else U
+    weights = V.new_zeros(R)
+    factors = V.new_zeros(R, d)
+    fbest = V.new_zeros(R)
+    for k in range(R, 0, -1):
+        j = R - k
+        best, xb = None, None
+        Vk = V[:, :k].contiguous()
+        for t in range(nt):
+            x0 = _start(V, k, C[j, t], G[j, t], idx)
+            X, f, _ = power(Vk, x0[None], maxiter, tol, cn)
+            if best is None or float(f[0]) > best:
+                best, xb = float(f[0]), X[0]
+            if 1.0 - float(f[0]) < frestol:
+                break
+        alpha = Vk.T @ (cpair * xb[iu[0]] * xb[iu[1]])
+        Dk = D1[:k, :k]
+        if not odd:
+            z = Dk @ alpha
+            w = (alpha @ alpha) / (alpha @ z)
+            if k > 1:
+                h = _householder(z)
+                Hm = torch.eye(k, dtype=V.dtype, device=V.device) - torch.outer(h, h)
+                D1[:k, :k] = Hm @ Dk @ Hm
+                V[:, :k] = V[:, :k] @ Hm
+        else:
+            au = U[:, :k].T @ xb
+            zu = Dk @ au
+            zv = Dk.T @ alpha
+            w = au.norm() * alpha.norm() / (alpha @ zu)
+            if k > 1:
+                h1, h2 = _householder(zu), _householder(zv)
+                I = torch.eye(k, dtype=V.dtype, device=V.device)
+                H1, H2 = I - torch.outer(h1, h1), I - torch.outer(h2, h2)
+                D1[:k, :k] = H1 @ Dk @ H2
+                V[:, :k] = V[:, :k] @ H1
+                U[:, :k] = U[:, :k] @ H2
+        weights[k - 1] = w
+        factors[k - 1] = xb
+        fbest[k - 1] = best
+    return weights, factors, fbest

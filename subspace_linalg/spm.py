@@ -1,0 +1,162 @@
+"""The Subspace Power Method (Kileel & Pereira, "Subspace power method for symmetric
+tensor decomposition", Numer. Algorithms 2025, arXiv:1912.04007) for the CP decomposition
+of symmetric tensors of order 3 and 4.
+
+Steps: flatten T to a matrix over symmetric (i <= j) index pairs; its eigendecomposition
+(order 4) or SVD (order 3) gives the subspace V = span{a_i (x) a_i} and the rank; each
+component is a maximiser of F(x) = |P_V(x (x) x)|^2 on the sphere, found by the shifted
+power iteration (SS-HOPM with an adaptive shift) from random starts; its weight comes from
+the projection, and a Householder reflection deflates V (and the pseudo-inverse of the
+flattening) after every component but the last. The whole extraction loop runs in one
+native call (``subspace_linalg::spm_extract``, CPU and CUDA; the per-step kernels
+``spm_contract`` and ``spm_power`` are its building blocks, batched over starts). Finally the weights are re-solved by least squares for the recovered
+factors (an r x r system): the projection weights lose digits to the conditioning of the
+deflated pseudo-inverse, the polished ones reach the accuracy of the factors.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+
+from . import _validate
+from ._dtypes import FLOATING, eps
+from ._results import CPResult
+from .errors import NotConvergedWarning
+
+_NTRIES = 3          # starts per component, tried in turn until one reaches 1 - F < _FRESTOL
+_FRESTOL = 1e-2      # a start is accepted when 1 - F(x) < _FRESTOL
+_MAXITER = 5000      # default iterations of one power iteration
+_CN = math.sqrt(0.5)  # C_n of Kileel & Pereira's Lemma 4.4 for ceil(order / 2) = 2
+
+
+def _check_symmetric(fn: str, T: torch.Tensor) -> None:
+    order = T.dim()
+    scale = float(T.abs().max()) if T.numel() else 0.0
+    tol = 100.0 * order * eps(T.dtype) * scale
+    worst, where, perm = 0.0, None, None
+    # adjacent transpositions generate the symmetric group: invariance under them is symmetry
+    for a in range(order - 1):
+        p = list(range(order))
+        p[a], p[a + 1] = p[a + 1], p[a]
+        p = tuple(p)
+        diff = (T - T.permute(p)).abs()
+        m = float(diff.max())
+        if m > worst:
+            worst, perm = m, p
+            where = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
+    if worst > tol:
+        swapped = tuple(where[i] for i in perm)
+        raise ValueError(f"{fn}: T must be symmetric; its largest asymmetry is |T{list(where)} - T{list(swapped)}| "
+                         f"= {worst:.3e} (largest over swaps of adjacent indices, which generate all "
+                         f"permutations), above the tolerance {tol:.3e}")
+
+
+def _polish_weights(T: torch.Tensor, F: torch.Tensor, w0: torch.Tensor) -> torch.Tensor:
+    """The least-squares weights for fixed unit factors F (d, r): G w = b with
+    G = (F^T F)^(.order) and b_i = <T, f_i^(x)order>. Keeps w0 where G is singular (a
+    repeated factor). The projection weights of SPM lose digits to the conditioning of the
+    deflated pseudo-inverse; this r x r solve restores them."""
+    order, d = T.dim(), T.shape[0]
+    KR = (F[:, None, :] * F[None, :, :]).reshape(d * d, -1)      # columns f (x) f
+    if order == 4:
+        b = (KR * (T.reshape(d * d, d * d) @ KR)).sum(0)
+    else:
+        b = (KR * (T.reshape(d * d, d) @ F)).sum(0)
+    G = (F.T @ F) ** order
+    w, info = torch.linalg.solve_ex(G, b)
+    if int(info) != 0 or not bool(torch.isfinite(w).all()):
+        return w0
+    return w
+
+
+def spm(T: torch.Tensor, *, rank: int | None = None, tol: float | None = None, maxiter: int | None = None,
+        generator: torch.Generator | None = None) -> CPResult:
+    """Symmetric CP decomposition ``T = sum_i w_i f_i^(x)order`` by the Subspace Power Method.
+
+    ``T``: a symmetric tensor of shape ``(d,) * order`` with ``order`` 3 or 4, float32 or
+    float64 (computed in its own dtype, on its own device). ``rank``: the number of
+    components; ``None`` estimates it from the flattening's spectrum (the eigenvalues or
+    singular values above ``sqrt(eps) * typical`` with ``typical = mean(s^2) / mean(s)``, the
+    rule of the reference with a dtype-aware cutoff). At most ``d (d + 1) / 2`` for order 4
+    and ``d`` for order 3, and at most the numerical rank of the flattening (ValueError
+    otherwise: its pseudo-inverse would be infinite). ``tol``: the power iteration of
+    each start stops when ``|x_new - x| < tol``; default ``64 eps`` (1.4e-14 in float64).
+    ``maxiter``: iterations per start (default 5000). ``generator``: the random starts.
+
+    Returns ``CPResult(weights (r,), factors (d, r))`` in T's dtype and device: unit-norm
+    factor columns (TensorLy's convention), ordered by decreasing ``|weight|``. Odd orders
+    fix the sign of each factor so that its weight is positive; for order 4 the weights
+    carry their sign. A component whose best start stays below ``F = 1 - 1e-2`` (no
+    planted rank-one term near it) is returned anyway with a NotConvergedWarning giving
+    ``1 - F`` and the tolerance.
+    """
+    fn = "spm"
+    _validate.check_tensor(fn, "T", T, dtypes=FLOATING)
+    order = T.dim()
+    if order < 3 or order > 4:
+        raise ValueError(f"{fn}: T must have order 3 or 4 (shape (d,) * order), got shape {tuple(T.shape)}")
+    if len(set(T.shape)) != 1:
+        raise ValueError(f"{fn}: T must have equal dims (d,) * {order}, got the ragged shape {tuple(T.shape)}")
+    d = T.shape[0]
+    if d < 1:
+        raise ValueError(f"{fn}: T must not be empty, got shape {tuple(T.shape)}")
+    _validate.check_finite(fn, "T", T)
+    _check_symmetric(fn, T)
+    D = d * (d + 1) // 2
+    max_rank = D if order == 4 else d
+    if rank is not None:
+        rank = _validate.check_int(fn, "rank", rank, minimum=1, maximum=max_rank)
+    tol = 64.0 * eps(T.dtype) if tol is None else _validate.check_float(fn, "tol", tol, positive=True)
+    maxiter = _MAXITER if maxiter is None else _validate.check_int(fn, "maxiter", maxiter, minimum=1)
+    _validate.check_generator(fn, generator)
+
+    dt, dev = T.dtype, T.device
+    iu = torch.triu_indices(d, d, device=dev)
+    diag = iu[0] == iu[1]
+    # the weights in dt itself (a float32 sqrt(2) would cap float64 accuracy at 1e-8)
+    s = torch.where(diag, torch.ones((), dtype=dt, device=dev), torch.full((), 2.0, dtype=dt, device=dev).sqrt())
+    if order == 4:
+        M = T[iu[0], iu[1]][:, iu[0], iu[1]]
+        lam, vecs = torch.linalg.eigh(s[:, None] * M * s[None, :])
+        perm = lam.abs().argsort(descending=True)
+        lam, vecs = lam[perm], vecs[:, perm]
+        spec = lam.abs()
+    else:
+        M = T[iu[0], iu[1]]  # (D, d)
+        vecs, lam, Uh = torch.linalg.svd(s[:, None] * M, full_matrices=False)
+        spec = lam
+    if rank is None:
+        typical = (spec * spec).mean() / spec.mean().clamp_min(torch.finfo(dt).tiny)
+        rank = int((spec > math.sqrt(eps(dt)) * typical).sum())
+    R = rank
+    num_rank = int((spec > spec.shape[0] * eps(dt) * spec[:1].clamp_min(torch.finfo(dt).tiny)).sum())
+    if R > num_rank:
+        raise ValueError(f"{fn}: rank={R} exceeds the numerical rank {num_rank} of T's flattening "
+                         f"(at most {num_rank} components can be recovered)")
+    weights = torch.zeros(R, dtype=dt, device=dev)
+    factors = torch.zeros(d, R, dtype=dt, device=dev)
+    if R == 0:
+        return CPResult(weights, factors)
+    V = vecs[:, :R] / s[:, None]           # packed full-layout values of an orthonormal basis
+    D1 = torch.diag(1.0 / lam[:R])         # pseudo-inverse of the flattening in that basis
+    U = Uh[:R].T if order == 3 else V.new_empty(0)  # (d, R), right singular vectors (order 3)
+    # the random starts of every component and restart, drawn up front (reproducible)
+    gdev = generator.device if generator is not None else dev
+    G = torch.randn(R, _NTRIES, d, generator=generator, dtype=dt, device=gdev).to(dev)
+    C = torch.randn(R, _NTRIES, R, generator=generator, dtype=dt, device=gdev).to(dev)
+    weights, F, fbest = torch.ops.subspace_linalg.spm_extract.default(
+        V.contiguous(), D1, U.contiguous(), G, C, order == 3, maxiter, tol, _CN, _FRESTOL)
+    factors = F.T
+    worst = float(1.0 - fbest.min())
+    if worst >= _FRESTOL:
+        warnings.warn(f"{fn}: a component's power iteration reached only 1 - F = {worst:.3e}, tolerance "
+                      f"{_FRESTOL:.0e} (is the rank too large or T far from low rank?)", NotConvergedWarning,
+                      stacklevel=2)
+    weights = _polish_weights(T, factors, weights)
+    if order == 3:  # (-x)^(x)3 = -x^(x)3: positive weights
+        sgn = torch.where(weights < 0, -1.0, 1.0).to(dt)
+        weights, factors = weights * sgn, factors * sgn
+    order_idx = weights.abs().argsort(descending=True)
+    return CPResult(weights[order_idx].contiguous(), factors[:, order_idx].contiguous())
