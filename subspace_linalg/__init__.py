@@ -39,4 +39,9 @@ from .spm import spm
 
 __version__ = "0.1.0"
 
-__all__ = [name for name in dir() if not name.startswith("_") and name not in {"torch", "annotations", "errors", "hadamard"}]
+# Every public name imported above, and no submodule.
+__all__ = sorted(
+    name
+    for name, value in list(globals().items())
+    if not name.startswith("_") and name != "annotations" and not isinstance(value, type(torch))
+)
