@@ -3,8 +3,7 @@
 ``orthonormalize(Y) -> Q`` for (..., p, l), p >= l, ``orthonormalize_flagged(Y) -> (Q, ok)``
 (the same without any host synchronization, with a per-element success flag, for the
 power iterations) and ``svd_small(R) -> SVDResult`` for (..., l, l). They come from ``subspace_linalg.orth`` / ``subspace_linalg.small_dense``
-(native CholeskyQR2 with fallbacks, batched Jacobi) when those modules exist, and fall
-back to torch's Householder QR / LAPACK SVD otherwise. Everything in rsvd.py calls these
+(native CholeskyQR2 with fallbacks, batched Jacobi). Everything in rsvd.py calls these
 two names only, so swapping the implementation touches this file alone.
 """
 from __future__ import annotations
@@ -13,20 +12,9 @@ import torch
 
 from ._results import SVDResult
 
-try:
-    from .orth import orthonormalize as _orthonormalize
-except ImportError:  # the orth family is not in this tree
-    _orthonormalize = None
-
-try:
-    from .orth import cholqr2 as _cholqr2  # sync-free CholeskyQR2 returning (Q, ok)
-except ImportError:
-    _cholqr2 = None
-
-try:
-    from .small_dense import svd_small as _svd_small
-except ImportError:  # the small dense kernels are not in this tree
-    _svd_small = None
+from .orth import cholqr2 as _cholqr2  # sync-free CholeskyQR2 returning (Q, ok)
+from .orth import orthonormalize as _orthonormalize
+from .small_dense import svd_small as _svd_small
 
 
 _SMALL_MAX = 512  # svd_small's documented range (k <= 512); larger ones go to LAPACK / cuSOLVER
@@ -34,24 +22,20 @@ _SMALL_MAX = 512  # svd_small's documented range (k <= 512); larger ones go to L
 
 def orthonormalize(Y: torch.Tensor) -> torch.Tensor:
     """An orthonormal basis Q (..., p, l) whose span contains range(Y), Y (..., p, l), p >= l."""
-    if _orthonormalize is not None:
-        return _orthonormalize(Y)
-    return torch.linalg.qr(Y, mode="reduced").Q
+    return _orthonormalize(Y)
 
 
 def orthonormalize_flagged(Y: torch.Tensor):
     """``(Q, ok)`` with no host synchronization: ok (a bool tensor of Y's batch shape, or
     None when the method cannot fail) is False where Q must not be trusted; those elements
     are to be recomputed with :func:`orthonormalize`."""
-    if _cholqr2 is not None:
-        return _cholqr2(Y)
-    return torch.linalg.qr(Y, mode="reduced").Q, None  # Householder: always orthonormal, no flag
+    return _cholqr2(Y)
 
 
 def svd_small(R: torch.Tensor) -> SVDResult:
     """Thin SVD of small square matrices (..., l, l); S descending (block Krylov's
     (q + 1) l can exceed svd_small's range: those go to torch.linalg.svd)."""
-    if _svd_small is not None and R.shape[-1] <= _SMALL_MAX:
+    if R.shape[-1] <= _SMALL_MAX:
         # R = Qp^T P is finite whenever A is (checked by the drivers): no finiteness check,
         # which would also read back to the host and break torch.compile(fullgraph=True)
         U, S, Vh = _svd_small(R, check_finite=False)

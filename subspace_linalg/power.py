@@ -11,13 +11,9 @@ from . import _validate
 from ._dtypes import FLOATING, eps
 from ._results import EighResult
 from .errors import NotConvergedWarning
+from .orth import orthonormalize as _orth  # CholeskyQR2 with checked fallbacks
 
 _MAXITER = 1000  # iterations when tol decides (iters=None)
-
-
-def _orth(Y: torch.Tensor) -> torch.Tensor:
-    """Orthonormal basis of Y's columns (shim: becomes sl.orthonormalize after the merge)."""
-    return torch.linalg.qr(Y).Q
 
 
 class SubspaceIterationResult(EighResult):
