@@ -1,14 +1,15 @@
 """The build: what _C links, what importing does, and what info() reports."""
+import json
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 import torch
 
 import subspace_linalg as sl
 from subspace_linalg import _native
+from _subproc import run_python
 
 
 def _so_path() -> str:
@@ -43,7 +44,7 @@ def test_import_is_lean_and_does_not_initialise_cuda():
         "assert not heavy, heavy\n"
         "print('ok')\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    out = run_python(["-c", code])
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr
 
 
@@ -90,8 +91,9 @@ def test_cuda_tensor_without_gpu_is_a_clear_error():
 
 
 def test_cli_info_and_module_entry():
-    out = subprocess.run([sys.executable, "-m", "subspace_linalg", "info", "--json"], capture_output=True, text=True)
+    out = run_python(["-m", "subspace_linalg", "info", "--json"])
     assert out.returncode == 0, out.stderr
     assert '"cuda_built"' in out.stdout
-    out = subprocess.run([sys.executable, "-m", "subspace_linalg", "bench", "--list"], capture_output=True, text=True)
+    assert json.loads(out.stdout)["native"] is True, out.stdout  # the installed package, with _C
+    out = run_python(["-m", "subspace_linalg", "bench", "--list"])
     assert out.returncode == 0 and "fwht" in out.stdout.split(), out.stderr

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,6 +12,7 @@ import subspace_linalg as sl
 from subspace_linalg.reference import sketch as ref
 from _tolerances import rtol
 from conftest import devices
+from _subproc import run_python
 
 KINDS = ["gaussian", "rademacher", "sparse_sign", "srht"]
 
@@ -141,8 +140,7 @@ def test_identical_omega_across_thread_counts():
     outs = []
     for t in ("1", "2"):
         env = dict(os.environ, OMP_NUM_THREADS=t)
-        r = subprocess.run([sys.executable, "-c", _THREAD_SCRIPT, t], capture_output=True, text=True, env=env,
-                           timeout=120)
+        r = run_python(["-c", _THREAD_SCRIPT, t], env=env, timeout=120)
         assert r.returncode == 0, r.stderr
         outs.append(r.stdout.split())
     assert outs[0][0] == "1" and outs[1][0] == "2"  # the native team really changed size

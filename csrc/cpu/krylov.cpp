@@ -384,18 +384,6 @@ Status dense_run(const CgDenseArgs& a) {
   return Status::ok();
 }
 
-template <typename Fn>
-Status dispatch_real(int dtype, const char* op, Fn&& fn) {
-  return dispatch_float(dtype, op, [&](auto tag) -> Status {
-    using T = decltype(tag);
-    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-      return fn(T{});
-    } else {
-      return not_supported(std::string(op) + ": float16/bfloat16 are not supported (compute in float32)");
-    }
-  });
-}
-
 }  // namespace
 
 Status cg_update_cpu(int dtype, std::int64_t S, std::int64_t n, void* x, void* r, void* rr, const void* p,

@@ -61,19 +61,6 @@ inline Isa cpu_isa() {
 #endif
 
 // f32/f64 only: the 16-bit formats are converted by the Python layer
-template <typename Fn>
-Status dispatch_real(int dtype, const char* op, Fn&& fn) {
-  return dispatch_float(dtype, op, [&](auto tag) -> Status {
-    using T = decltype(tag);
-    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-      return fn(T{});
-    } else {
-      return invalid_argument(std::string(op) + ": float32 or float64 only, got " +
-                              dtype_name(static_cast<DType>(dtype)));
-    }
-  });
-}
-
 Status check_dims(const char* op, i64 batch, i64 n) {
   SL_REQUIRE(batch >= 0 && n >= 0, std::string(op) + ": negative size");
   SL_REQUIRE(n <= kSmallDenseMaxN, std::string(op) + ": n must be <= " + std::to_string(kSmallDenseMaxN) +

@@ -348,18 +348,6 @@ Status check_shape(const SpmShape& s, const char* op) {
   return Status::ok();
 }
 
-template <typename Fn>
-Status dispatch_real(int dtype, const char* op, Fn&& fn) {
-  return dispatch_float(dtype, op, [&](auto tag) -> Status {
-    using T = decltype(tag);
-    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-      return fn(tag);
-    } else {
-      return invalid_argument(std::string(op) + ": float32 or float64 only");
-    }
-  });
-}
-
 }  // namespace
 
 std::int64_t spm_workspace_bytes(int dtype, const SpmShape& s) {

@@ -423,18 +423,6 @@ __global__ void cg_direction_update_kernel(CgDirectionArgs a, const T* __restric
   }
 }
 
-template <typename Fn>
-Status dispatch_real_cuda(int dtype, const char* op, Fn&& fn) {
-  return dispatch_float<DeviceTypes>(dtype, op, [&](auto tag) -> Status {
-    using T = decltype(tag);
-    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-      return fn(T{});
-    } else {
-      return not_supported(std::string(op) + ": float16/bfloat16 are not supported (compute in float32)");
-    }
-  });
-}
-
 constexpr int kThreads = 256;
 
 }  // namespace
@@ -449,7 +437,7 @@ Status cg_update_cuda(int dtype, std::int64_t S, std::int64_t n, void* x, void* 
              "cg_update: workspace of " + std::to_string(need) + " bytes needed, got " + std::to_string(ws_bytes));
   SL_CUDA_DEVICE_GUARD(exec);
   const cudaStream_t stream = as_stream(exec.stream);
-  return dispatch_real_cuda(dtype, "cg_update", [&](auto tag) -> Status {
+  return dispatch_real<DeviceTypes>(dtype, "cg_update", [&](auto tag) -> Status {
     using T = decltype(tag);
     const std::int64_t per_block = kThreads / 32;
     const std::int64_t warp_blocks = (S + per_block - 1) / per_block;
@@ -483,7 +471,7 @@ Status cg_step_cuda(int dtype, const CgStepArgs& a, void* ws, std::size_t ws_byt
              "cg_step: workspace of " + std::to_string(need) + " bytes needed, got " + std::to_string(ws_bytes));
   SL_CUDA_DEVICE_GUARD(exec);
   const cudaStream_t stream = as_stream(exec.stream);
-  return dispatch_real_cuda(dtype, "cg_step", [&](auto tag) -> Status {
+  return dispatch_real<DeviceTypes>(dtype, "cg_step", [&](auto tag) -> Status {
     using T = decltype(tag);
     const std::int64_t per_block = kThreads / 32;
     const std::int64_t warp_blocks = (a.S + per_block - 1) / per_block;
@@ -518,7 +506,7 @@ Status cg_direction_cuda(int dtype, const CgDirectionArgs& a, void* ws, std::siz
              "cg_direction: workspace of " + std::to_string(need) + " bytes needed, got " + std::to_string(ws_bytes));
   SL_CUDA_DEVICE_GUARD(exec);
   const cudaStream_t stream = as_stream(exec.stream);
-  return dispatch_real_cuda(dtype, "cg_direction", [&](auto tag) -> Status {
+  return dispatch_real<DeviceTypes>(dtype, "cg_direction", [&](auto tag) -> Status {
     using T = decltype(tag);
     T* beta = static_cast<T*>(ws);
     const std::int64_t bblocks = (a.S + kThreads - 1) / kThreads;
@@ -541,7 +529,7 @@ Status cg_dense_cuda(int dtype, const CgDenseArgs& a, const Exec& exec) {
   SL_REQUIRE(a.S <= 0x7fffffffLL, "cg_dense: too many systems for one CUDA launch");
   SL_CUDA_DEVICE_GUARD(exec);
   const cudaStream_t stream = as_stream(exec.stream);
-  return dispatch_real_cuda(dtype, "cg_dense", [&](auto tag) -> Status {
+  return dispatch_real<DeviceTypes>(dtype, "cg_dense", [&](auto tag) -> Status {
     using T = decltype(tag);
     int threads = static_cast<int>((a.n + 31) / 32) * 32;
     if (threads < 32) threads = 32;

@@ -300,19 +300,6 @@ __global__ void svd_jacobi_kernel(T* at_all, T* vt_all, std::int32_t* info, i64 
   if (threadIdx.x == 0) info[b] = not_conv;
 }
 
-template <typename Fn>
-Status dispatch_real_cuda(int dtype, const char* op, Fn&& fn) {
-  return dispatch_float<DeviceTypes>(dtype, op, [&](auto tag) -> Status {
-    using T = decltype(tag);
-    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-      return fn(T{});
-    } else {
-      return invalid_argument(std::string(op) + ": float32 or float64 only, got " +
-                              dtype_name(static_cast<DType>(dtype)));
-    }
-  });
-}
-
 Status check_dims(const char* op, i64 batch, i64 n) {
   SL_REQUIRE(batch >= 0 && n >= 0, std::string(op) + ": negative size");
   SL_REQUIRE(n <= kSmallDenseMaxN, std::string(op) + ": n must be <= " + std::to_string(kSmallDenseMaxN) +
@@ -329,7 +316,7 @@ Status cholesky_small_cuda(int dtype, const void* a, void* l, std::int32_t* info
   if (batch == 0 || n == 0) return Status::ok();
   SL_REQUIRE(a && l && info, "cholesky_small: null pointer");
   SL_CUDA_DEVICE_GUARD(exec);
-  return dispatch_real_cuda(dtype, "cholesky_small", [&](auto tag) -> Status {
+  return dispatch_real<DeviceTypes>(dtype, "cholesky_small", [&](auto tag) -> Status {
     using T = decltype(tag);
     cholesky_kernel<T><<<static_cast<unsigned>(batch), kThreads, 0, as_stream(exec.stream)>>>(
         static_cast<const T*>(a), static_cast<T*>(l), info, n);
@@ -345,7 +332,7 @@ Status tril_inverse_small_cuda(int dtype, const void* l, void* x, std::int32_t* 
   SL_REQUIRE(l && x && info, "tril_inverse_small: null pointer");
   SL_REQUIRE(l != x, "tril_inverse_small: x must not alias l");
   SL_CUDA_DEVICE_GUARD(exec);
-  return dispatch_real_cuda(dtype, "tril_inverse_small", [&](auto tag) -> Status {
+  return dispatch_real<DeviceTypes>(dtype, "tril_inverse_small", [&](auto tag) -> Status {
     using T = decltype(tag);
     tril_inverse_kernel<T><<<static_cast<unsigned>(batch), kThreads, 0, as_stream(exec.stream)>>>(
         static_cast<const T*>(l), static_cast<T*>(x), info, n);
@@ -361,7 +348,7 @@ Status eigh_jacobi_cuda(int dtype, void* a, void* w, void* vt, std::int32_t* inf
   if (batch == 0 || n == 0) return Status::ok();
   SL_REQUIRE(a && w && vt && info, "eigh_jacobi: null pointer");
   SL_CUDA_DEVICE_GUARD(exec);
-  return dispatch_real_cuda(dtype, "eigh_jacobi", [&](auto tag) -> Status {
+  return dispatch_real<DeviceTypes>(dtype, "eigh_jacobi", [&](auto tag) -> Status {
     using T = decltype(tag);
     eigh_jacobi_kernel<T><<<static_cast<unsigned>(batch), kThreads, 0, as_stream(exec.stream)>>>(
         static_cast<T*>(a), static_cast<T*>(w), static_cast<T*>(vt), info, n, max_sweeps);
@@ -378,7 +365,7 @@ Status svd_jacobi_cuda(int dtype, void* at, void* vt, std::int32_t* info, i64 ba
   if (batch == 0 || n == 0) return Status::ok();
   SL_REQUIRE(at && vt && info, "svd_jacobi: null pointer");
   SL_CUDA_DEVICE_GUARD(exec);
-  return dispatch_real_cuda(dtype, "svd_jacobi", [&](auto tag) -> Status {
+  return dispatch_real<DeviceTypes>(dtype, "svd_jacobi", [&](auto tag) -> Status {
     using T = decltype(tag);
     svd_jacobi_kernel<T><<<static_cast<unsigned>(batch), kThreads, 0, as_stream(exec.stream)>>>(
         static_cast<T*>(at), static_cast<T*>(vt), info, m, n, max_sweeps);

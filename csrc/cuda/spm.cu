@@ -329,18 +329,6 @@ __global__ void spm_extract_kernel(SpmExtractArgs a, T* __restrict__ ws) {
   }
 }
 
-template <typename Fn>
-Status dispatch_real(int dtype, const char* op, Fn&& fn) {
-  return dispatch_float<DeviceTypes>(dtype, op, [&](auto tag) -> Status {
-    using T = decltype(tag);
-    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-      return fn(tag);
-    } else {
-      return invalid_argument(std::string(op) + ": float32 or float64 only");
-    }
-  });
-}
-
 Status check_shape(const SpmShape& s, const char* op) {
   SL_REQUIRE(s.d >= 1 && s.R >= 1 && s.B >= 0,
              std::string(op) + ": need d >= 1, R >= 1, B >= 0, got d=" + std::to_string(s.d) +
@@ -361,7 +349,7 @@ Status spm_contract_cuda(int dtype, const SpmShape& s, const void* V, const void
                  std::to_string(spm_workspace_bytes(dtype, s)));
   SL_CUDA_DEVICE_GUARD(exec);
   const cudaStream_t stream = as_stream(exec.stream);
-  return dispatch_real(dtype, "spm_contract", [&](auto tag) -> Status {
+  return dispatch_real<DeviceTypes>(dtype, "spm_contract", [&](auto tag) -> Status {
     using T = decltype(tag);
     spm_contract_kernel<T><<<static_cast<unsigned>(s.B), kThreads, 0, stream>>>(
         s, static_cast<const T*>(V), static_cast<const T*>(X), static_cast<T*>(alpha), static_cast<T*>(grad),
@@ -383,7 +371,7 @@ Status spm_extract_cuda(int dtype, const SpmExtractArgs& a, void* workspace, std
                  std::to_string(spm_extract_workspace_bytes(dtype, a.d, a.R)));
   SL_CUDA_DEVICE_GUARD(exec);
   const cudaStream_t stream = as_stream(exec.stream);
-  return dispatch_real(dtype, "spm_extract", [&](auto tag) -> Status {
+  return dispatch_real<DeviceTypes>(dtype, "spm_extract", [&](auto tag) -> Status {
     using T = decltype(tag);
     spm_extract_kernel<T><<<1, kThreads, 0, stream>>>(a, static_cast<T*>(workspace));
     SL_CUDA_CHECK_LAUNCH("spm_extract_kernel");
@@ -403,7 +391,7 @@ Status spm_power_cuda(int dtype, const SpmShape& s, const void* V, void* X, void
                  std::to_string(spm_workspace_bytes(dtype, s)));
   SL_CUDA_DEVICE_GUARD(exec);
   const cudaStream_t stream = as_stream(exec.stream);
-  return dispatch_real(dtype, "spm_power", [&](auto tag) -> Status {
+  return dispatch_real<DeviceTypes>(dtype, "spm_power", [&](auto tag) -> Status {
     using T = decltype(tag);
     spm_power_kernel<T><<<static_cast<unsigned>(s.B), kThreads, 0, stream>>>(
         s, static_cast<const T*>(V), static_cast<T*>(X), static_cast<T*>(f), iters, maxiter, static_cast<T>(tol),

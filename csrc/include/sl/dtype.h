@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 #include "sl/status.h"
 
@@ -137,6 +138,21 @@ Status dispatch_float(int code, const char* op, Fn&& fn) {
     case DType::BF16: return fn(typename Types::bf16{});
   }
   return invalid_argument(std::string(op) + ": unknown dtype code " + std::to_string(code));
+}
+
+// The switch restricted to float32/float64 (kernels whose Python layer computes the
+// 16-bit formats in float32): the others come back as InvalidArgument naming the dtype.
+template <typename Types = HostTypes, typename Fn>
+Status dispatch_real(int code, const char* op, Fn&& fn) {
+  return dispatch_float<Types>(code, op, [&](auto tag) -> Status {
+    using T = decltype(tag);
+    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+      return fn(tag);
+    } else {
+      return invalid_argument(std::string(op) + ": float32 or float64 only, got " +
+                              dtype_name(static_cast<DType>(code)));
+    }
+  });
 }
 
 }  // namespace sl
