@@ -2,7 +2,8 @@
 
 ``orthonormalize(Y) -> Q`` for (..., p, l), p >= l, ``orthonormalize_flagged(Y) -> (Q, ok)``
 (the same without any host synchronization, with a per-element success flag, for the
-power iterations) and ``svd_small(R) -> SVDResult`` for (..., l, l). They come from ``subspace_linalg.orth`` / ``subspace_linalg.small_dense``
+power iterations), ``orthonormalize_flagged_span(Y) -> (Q, ok)`` (one CholeskyQR pass: a
+well-conditioned basis of range(Y), for the intermediate passes) and ``svd_small(R) -> SVDResult`` for (..., l, l). They come from ``subspace_linalg.orth`` / ``subspace_linalg.small_dense``
 (native CholeskyQR2 with fallbacks, batched Jacobi). Everything in rsvd.py calls these
 two names only, so swapping the implementation touches this file alone.
 """
@@ -13,6 +14,7 @@ import torch
 from ._results import SVDResult
 
 from .orth import cholqr2 as _cholqr2  # sync-free CholeskyQR2 returning (Q, ok)
+from .orth import cholqr_span as _cholqr_span  # one sync-free CholeskyQR pass returning (Q, ok)
 from .orth import orthonormalize as _orthonormalize
 from .small_dense import svd_small as _svd_small
 
@@ -30,6 +32,12 @@ def orthonormalize_flagged(Y: torch.Tensor):
     None when the method cannot fail) is False where Q must not be trusted; those elements
     are to be recomputed with :func:`orthonormalize`."""
     return _cholqr2(Y)
+
+
+def orthonormalize_flagged_span(Y: torch.Tensor):
+    """As :func:`orthonormalize_flagged` for a basis that only has to span range(Y) with a
+    condition number near 1 (the intermediate passes of a power iteration): half the work."""
+    return _cholqr_span(Y)
 
 
 def svd_small(R: torch.Tensor) -> SVDResult:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from ._lowrank_stages import orthonormalize, orthonormalize_flagged, svd_small
+from ._lowrank_stages import orthonormalize, orthonormalize_flagged, orthonormalize_flagged_span, svd_small
 from ._results import SVDResult
 
 
@@ -26,14 +26,26 @@ def gaussian(shape, dtype, device, generator) -> torch.Tensor:
     return g if g.device == torch.device(device) else g.to(device)
 
 
-def start_block(A, l, init, generator) -> torch.Tensor:
+def product(A, X, left, Alow=None):
+    """One pass: A^T @ X (``left``) or A @ X, in A's dtype; with ``Alow`` (A in a lower
+    precision, e.g. bfloat16) the product is made from Alow and X rounded to its dtype
+    (float32 accumulation), and returned in A's dtype."""
+    if Alow is None:
+        return A.mT @ X if left else A @ X
+    Xl = X.to(Alow.dtype)
+    # (X^T A)^T: the row-major product is the faster one for reduced-precision GEMMs
+    P = (Xl.mT.contiguous() @ Alow).mT if left else Alow @ Xl
+    return P.to(A.dtype)
+
+
+def start_block(A, l, init, generator, Alow=None) -> torch.Tensor:
     """The block (..., m, l) the iteration starts from, before orthonormalization: A @ Omega
-    with a Gaussian Omega (one pass), or [init, G] padding init with Gaussian columns G up
-    to l (no pass)."""
+    with a Gaussian Omega (one pass; from ``Alow`` when given), or [init, G] padding init
+    with Gaussian columns G up to l (no pass)."""
     m, n = A.shape[-2:]
     batch = A.shape[:-2]
     if init is None:
-        return A @ gaussian(batch + (n, l), A.dtype, A.device, generator)
+        return product(A, gaussian(batch + (n, l), A.dtype, A.device, generator), False, Alow)
     extra = l - init.shape[-1]
     if extra <= 0:
         return init
@@ -42,17 +54,28 @@ def start_block(A, l, init, generator) -> torch.Tensor:
 
 
 class FlaggedOrth:
-    """The orthonormalization stage of the passes: sync-free (``orthonormalize_flagged``),
-    AND-ing the per-element success flags into ``ok`` for one check after the passes."""
+    """The orthonormalization stage of the passes: sync-free (``orthonormalize_flagged``;
+    ``span`` for the intermediate bases, ``orthonormalize_flagged_span``), AND-ing the
+    per-element success flags into ``ok`` for one check after the passes."""
 
     def __init__(self):
         self.ok = None
 
-    def __call__(self, Y):
-        Q, ok = orthonormalize_flagged(Y)
+    def _keep(self, Q, ok):
         if ok is not None:
             self.ok = ok if self.ok is None else self.ok & ok
         return Q
+
+    def __call__(self, Y):
+        return self._keep(*orthonormalize_flagged(Y))
+
+    def span(self, Y):
+        return self._keep(*orthonormalize_flagged_span(Y))
+
+
+def span_orth(orth):
+    """The intermediate-basis form of an orthonormalization stage (itself when it has none)."""
+    return getattr(orth, "span", orth)
 
 
 def robust(run, A, *starts):
@@ -75,19 +98,23 @@ def robust(run, A, *starts):
     return out
 
 
-def alternate(A, Q, passes, orth=orthonormalize):
+def alternate(A, Q, passes, orth=orthonormalize, Alow=None, nlow=0):
     """``passes`` (>= 1) products alternately A^T @ X and A @ X starting from the left
     basis Q, orthonormalizing every product but the last (normalization after every pass:
-    no loss of the trailing directions to rounding, HMT 2011 Alg. 4.4).
+    no loss of the trailing directions to rounding, HMT 2011 Alg. 4.4). The basis of the
+    last product is fully orthonormal (``orth``); the earlier ones only need to span the
+    product well conditioned (``span_orth(orth)``: one CholeskyQR pass). The first ``nlow``
+    products are made from ``Alow`` (mixed precision, see :func:`product`).
 
     Returns ``(P, X, left)``: the last product and the basis it was made from; when
     ``left`` P = A^T X (X a left basis, A ~= X P^T), otherwise P = A X (A ~= P X^T)."""
     X, left = Q, True
+    mid = span_orth(orth)
     for i in range(passes):
-        P = A.mT @ X if left else A @ X
+        P = product(A, X, left, Alow if i < nlow else None)
         if i == passes - 1:
             return P, X, left
-        X, left = orth(P), not left
+        X, left = (orth if i == passes - 2 else mid)(P), not left
     raise ValueError("alternate: passes must be >= 1")
 
 
@@ -101,19 +128,20 @@ def iterate_left(A, X0, iters, orth=orthonormalize):
 
 
 def lowrank_svd(A, X0, k, passes, krylov_iters=None, orth=orthonormalize, svd=svd_small,
-                orth_start=True) -> SVDResult:
+                orth_start=True, Alow=None, nlow=0) -> SVDResult:
     """The fixed-rank pipeline from a start block X0 (..., m, l): Q = orth(X0), then either
     ``passes`` alternating passes (subspace iteration) or ``krylov_iters`` block Krylov
     steps, then the rank-k factorization (no sign convention applied).
 
     ``orth_start=False`` skips orth(X0): valid for subspace iteration with passes >= 2 from
     a well-conditioned X0 (a warm start), since the first product is orthonormalized and
-    only its span matters."""
-    Q = orth(X0) if orth_start or krylov_iters is not None or passes < 2 else X0
+    only its span matters. ``Alow``/``nlow``: the first nlow passes from a lower-precision
+    copy of A (subspace iteration only, see :func:`alternate`)."""
     if krylov_iters is not None:
-        Qk, Z = block_krylov(A, Q, krylov_iters, orth)
+        Qk, Z = block_krylov(A, orth(X0), krylov_iters, orth)
         return factor(Z, Qk, True, k, svd, orth)
-    P, X, left = alternate(A, Q, passes, orth)
+    Q = X0 if not orth_start and passes >= 2 else (orth if passes < 2 else span_orth(orth))(X0)
+    P, X, left = alternate(A, Q, passes, orth, Alow, nlow)
     return factor(P, X, left, k, svd, orth)
 
 

@@ -46,6 +46,17 @@ def _cholqr_from(Y: torch.Tensor, G: torch.Tensor) -> tuple[torch.Tensor, torch.
     return Y @ X.mT, L, (info == 0) & (info2 == 0)
 
 
+def _cholqr1(Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One CholeskyQR pass on (B, m, k) with a per-element flag: no breakdown and a
+    Cholesky-diagonal condition estimate below u^{-1/2} (Gram below 1/u). Q spans range(Y)
+    but is orthonormal only to O(kappa(Y)^2 u): a basis for the next pass of a power
+    iteration, not a final one."""
+    u = torch.finfo(Y.dtype).eps / 2
+    Q, L, ok = _cholqr_from(Y, _gram(Y))
+    d = torch.diagonal(L, dim1=-2, dim2=-1)
+    return Q, ok & (d.amax(-1) <= d.amin(-1) / math.sqrt(u))
+
+
 def _cholqr2(Y: torch.Tensor, G: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """CholeskyQR2 on (B, m, k) with a per-element acceptance flag. The first pass's factor
     must be usable (no breakdown; diag(L) ratio <= u^{-1/2}, i.e. a Gram condition estimate
@@ -100,6 +111,19 @@ def _fill(Q: torch.Tensor, ok: torch.Tensor, Y: torch.Tensor, fallback) -> torch
     return Q
 
 
+def _flagged(fn: str, Y: torch.Tensor, impl) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate Y (..., m, k), m >= k, and run a flagged (B, m, k) kernel over its batch."""
+    _validate.check_tensor(fn, "Y", Y, dtypes=ALL_FLOATING, min_ndim=2)
+    m, k = Y.shape[-2], Y.shape[-1]
+    if m < k:
+        raise ValueError(f"{fn}: Y must be tall (..., m, k) with m >= k, got shape {tuple(Y.shape)}")
+    dt = compute_dtype(Y.dtype)
+    if Y.numel() == 0:
+        return torch.empty(Y.shape, dtype=dt, device=Y.device), torch.ones(Y.shape[:-2], dtype=torch.bool, device=Y.device)
+    Q, ok = impl(Y.to(dt).reshape((-1, m, k)))
+    return Q.reshape(Y.shape), ok.reshape(Y.shape[:-2])
+
+
 def cholqr2(Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """CholeskyQR2 of Y (..., m, k) with no host synchronization and no fallback, for
     pipelines that check once at the end (e.g. inside power iterations): returns
@@ -108,16 +132,16 @@ def cholqr2(Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     but not to be trusted (recompute those elements with :func:`orthonormalize`). float16 /
     bfloat16 inputs are computed in float32; no finiteness check (a non-finite Y gives
     ok False)."""
-    fn = "cholqr2"
-    _validate.check_tensor(fn, "Y", Y, dtypes=ALL_FLOATING, min_ndim=2)
-    m, k = Y.shape[-2], Y.shape[-1]
-    if m < k:
-        raise ValueError(f"{fn}: Y must be tall (..., m, k) with m >= k, got shape {tuple(Y.shape)}")
-    dt = compute_dtype(Y.dtype)
-    if Y.numel() == 0:
-        return torch.empty(Y.shape, dtype=dt, device=Y.device), torch.ones(Y.shape[:-2], dtype=torch.bool, device=Y.device)
-    Q, ok = _cholqr2(Y.to(dt).reshape((-1, m, k)))
-    return Q.reshape(Y.shape), ok.reshape(Y.shape[:-2])
+    return _flagged("cholqr2", Y, _cholqr2)
+
+
+def cholqr_span(Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One CholeskyQR pass of Y (..., m, k), no host synchronization: ``(Q, ok)`` as
+    :func:`cholqr2`, but Q is only guaranteed to span range(Y) with a condition number near
+    1 (||Q^T Q - I|| = O(kappa(Y)^2 u)), which is all the intermediate passes of a power
+    iteration need (half the work of CholeskyQR2). ok is False on a Cholesky breakdown or a
+    Gram condition estimate beyond 1/u."""
+    return _flagged("cholqr_span", Y, _cholqr1)
 
 
 def orthonormalize(Y: torch.Tensor, *, method: str = "auto", check_finite: bool = True) -> torch.Tensor:

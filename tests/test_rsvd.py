@@ -151,6 +151,33 @@ def test_low_precision_input(dtype, gen):
     check_svd(A.float(), res, 16, torch.float32)  # against the matrix the input holds
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_mixed_precision_passes_float32(kind, gen):
+    """pass_dtype=bfloat16: every product but the last two in bfloat16; the two full-precision
+    products restore the default's accuracy bound on every spectrum, fast-decaying included."""
+    A = make(kind, 240, 160, gen(kind)).float()
+    for q in (1, 2, 3):
+        res = sl.rsvd(A, 16, power_iters=q, generator=gen(40), pass_dtype=torch.bfloat16)
+        assert res.S.dtype == torch.float32
+        check_svd(A, res, 16, torch.float32)
+
+
+def test_mixed_precision_passes_float64_and_bf16_input(gen):
+    A = make("poly2", 200, 240, gen(41))  # wide: factored as A^T
+    check_svd(A, sl.rsvd(A, 12, generator=gen(42), pass_dtype=torch.float32), 12, F64)
+    Ab = make("gradient", 200, 128, gen(43)).to(torch.bfloat16)
+    res = sl.rsvd(Ab, 16, generator=gen(44), pass_dtype=torch.bfloat16)  # Ab itself is the low copy
+    check_svd(Ab.float(), res, 16, torch.float32)
+    # warm start with q = 2 (4 passes: the first two in bfloat16), batched
+    A2 = torch.stack([make("geometric", 120, 90, gen(45)), make("poly1", 120, 90, gen(46))]).float()
+    U0 = sl.rsvd(A2, 8, generator=gen(47)).U
+    check_svd(A2, sl.rsvd(A2, 8, init=U0, power_iters=2, pass_dtype=torch.bfloat16), 8, torch.float32)
+    # same seed, same result
+    r1 = sl.rsvd(A2, 8, generator=gen(48), pass_dtype=torch.bfloat16)
+    r2 = sl.rsvd(A2, 8, generator=gen(48), pass_dtype=torch.bfloat16)
+    assert all(torch.equal(a, b) for a, b in zip(r1, r2))
+
+
 def test_sign_convention_and_reproducibility(gen):
     A = make("spikes", 150, 100, gen(13))
     r1 = sl.rsvd(A, 10, generator=torch.Generator().manual_seed(5))
@@ -263,6 +290,11 @@ def test_rsvd_error_estimate(gen):
     (lambda A: sl.rsvd(A, 4, init=torch.zeros(29, 5)), ValueError, "init"),
     (lambda A: sl.rsvd(A, 4, generator=1), TypeError, "generator"),
     (lambda A: sl.rsvd(A, 4, check_finite=1), TypeError, "check_finite"),
+    (lambda A: sl.rsvd(A, 4, pass_dtype="bfloat16"), TypeError, "pass_dtype"),
+    (lambda A: sl.rsvd(A, 4, pass_dtype=torch.int8), TypeError, "pass_dtype"),
+    (lambda A: sl.rsvd(A, 4, pass_dtype=torch.float64), ValueError, "pass_dtype"),
+    (lambda A: sl.rsvd(A, 4, pass_dtype=torch.bfloat16, method="block_krylov"), ValueError, "pass_dtype"),
+    (lambda A: sl.rsvd(A, None, tol=0.1, pass_dtype=torch.bfloat16), ValueError, "pass_dtype"),
     (lambda A: sl.range_finder(A, 0), ValueError, "size"),
     (lambda A: sl.range_finder(A, 25), ValueError, "size"),
     (lambda A: sl.rsvd_error(A, torch.zeros(30, 2), torch.zeros(3), torch.zeros(2, 20)), ValueError, "S"),
