@@ -45,11 +45,16 @@ def _excess(inp, res) -> float:
     return float((err / inp["opt"]).max() - 1.0)
 
 
-def _gemm_chain(A, X, passes):
-    """rsvd's products with A alone: A @ X, A^T @ Y, ... (``passes`` of them)."""
+def _gemm_chain(A, X, passes, low=None):
+    """rsvd's products with A alone: A @ X, A^T @ Y, ... (``passes`` of them); with ``low``
+    (mixed precision) the cast of A and all but the last two products in that dtype, made
+    as rsvd makes them (``_rsvd_core.product``)."""
+    from subspace_linalg._rsvd_core import product
+
+    Alow = None if low is None else A.to(low)
     Y, left = X, False
-    for _ in range(passes):
-        Y = A.mT @ Y if left else A @ Y
+    for i in range(passes):
+        Y = product(A, Y, left, Alow if i < passes - 2 else None)
         left = not left
     return Y
 
@@ -84,6 +89,7 @@ def _name(batch, m, n, k, dtype, what="rsvd"):
 
 def _lowrank_peer(k):
     def fn(inp):
+        torch.manual_seed(0)  # svd_lowrank draws its sketch from the global RNG: seeded, reproducible errors
         U, S, V = torch.svd_lowrank(inp["A"], q=k + P, niter=Q)
         return U[..., :k], S[..., :k], V[..., :k].mT
     return Peer(f"torch.svd_lowrank(q=k+{P}, niter={Q})", fn)
@@ -104,22 +110,33 @@ def _sklearn_peer(k):
     return Peer(f"sklearn randomized_svd(n_oversamples={P}, n_iter={Q})", fn, requires=("sklearn",))
 
 
-def _gemm_peer(passes):
-    return Peer(f"its own GEMMs alone ({passes} passes, floor)",
-                lambda inp: _gemm_chain(inp["A"].to(inp["X"].dtype), inp["X"], passes), check=False)
+def _gemm_peer(passes, low=None):
+    what = "" if low is None else f", all but the last two in {_dt(low)} + the cast"
+    return Peer(f"its own GEMMs alone ({passes} passes{what}, floor)",
+                lambda inp: _gemm_chain(inp["A"].to(inp["X"].dtype), inp["X"], passes, low), check=False)
+
+
+def _dt(dtype) -> str:
+    return str(dtype).replace("torch.", "")
 
 
 def _flops(batch, m, n, l, passes):
     return 2 * m * n * l * passes * math.prod(batch)
 
 
-def _cold(batch, m, n, k, dtype, device, peers, seed):
+def _cold(batch, m, n, k, dtype, device, peers, seed, low=None):
     l = min(k + P, m, n)
-    return Case(SUITE, _name(batch, m, n, k, dtype), _setup(batch, m, n, k, dtype, device, seed),
-                lambda inp: sl.rsvd(inp["A"], k, oversample=P, power_iters=Q, generator=inp["gen"], check_finite=False),
-                _excess, TOL, peers + [_gemm_peer(2 * Q + 2)],
-                flops=_flops(batch, m, n, l, 2 * Q + 2), params=_params(batch, m, n, k, dtype),
-                note="error = ||A - U S Vh||_F / optimal - 1; check_finite=False (as the peers)")
+    what = "rsvd" if low is None else f"rsvd pass_dtype={_dt(low)}"
+    note = "error = ||A - U S Vh||_F / optimal - 1; check_finite=False (as the peers)"
+    if low is not None:
+        note += (f"; mixed precision: the sketch and the first {2 * Q - 1} power passes in {_dt(low)}, "
+                 "the last two products in the input precision")
+    return Case(SUITE, _name(batch, m, n, k, dtype, what), _setup(batch, m, n, k, dtype, device, seed),
+                lambda inp: sl.rsvd(inp["A"], k, oversample=P, power_iters=Q, generator=inp["gen"], check_finite=False,
+                                    pass_dtype=low),
+                _excess, TOL, peers + [_gemm_peer(2 * Q + 2, low)],
+                flops=_flops(batch, m, n, l, 2 * Q + 2), params=_params(batch, m, n, k, dtype, pass_dtype=low and _dt(low)),
+                note=note)
 
 
 def _warm(m, n, k, dtype, device, seed, delta=0.05):
@@ -134,16 +151,26 @@ def _warm(m, n, k, dtype, device, seed, delta=0.05):
 
 
 def cases(device: str, dtype: torch.dtype, quick: bool) -> list[Case]:
+    # mixed-precision rows where the input is float32 (bfloat16 passes; float32 last two)
+    low = torch.bfloat16 if dtype == torch.float32 else None
     if quick:
-        return [
+        rows = [
             _cold((), 512, 512, 16, dtype, device, [_lowrank_peer(16), _sklearn_peer(16)], 1),
             _cold((8,), 128, 128, 8, dtype, device, [_lowrank_peer(8)], 2),
             _cold((), 384, 1024, 48, dtype, device, [_full_svd_peer(48)], 3),
             _warm(384, 1024, 48, dtype, device, 4),
         ]
-    return [
+        if low is not None:
+            rows.insert(1, _cold((), 512, 512, 16, dtype, device, [_lowrank_peer(16)], 1, low))
+        return rows
+    rows = [
         _cold((), 2048, 2048, 64, dtype, device, [_lowrank_peer(64), _sklearn_peer(64)], 1),
         _cold((16,), 512, 512, 32, dtype, device, [_lowrank_peer(32)], 2),
         _cold((), 2048, 5461, 256, dtype, device, [_full_svd_peer(256), _lowrank_peer(256)], 3),
         _warm(2048, 5461, 256, dtype, device, 4),
     ]
+    if low is not None:
+        rows[1:1] = [_cold((), 2048, 2048, 64, dtype, device, [_lowrank_peer(64)], 1, low)]
+        rows[3:3] = [_cold((16,), 512, 512, 32, dtype, device, [_lowrank_peer(32)], 2, low)]
+        rows[5:5] = [_cold((), 2048, 5461, 256, dtype, device, [_full_svd_peer(256), _lowrank_peer(256)], 3, low)]
+    return rows
