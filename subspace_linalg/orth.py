@@ -18,8 +18,22 @@ _MAX_NATIVE = 512
 _GATE = 0.5
 
 
+def _cpu_lapack_better(A: torch.Tensor) -> bool:
+    """Where LAPACK's potrf (the pure-torch reference of cholesky_small, same contract)
+    beats the native CPU Cholesky, measured on the 2-core AMX Xeon of CI (1 thread; n in
+    16..256, batch in 1..256): for one to three matrices (about 2x at n = 74 and 256) and
+    above n = 128; the native kernel wins on batches (2-3.5x at batch 16-256, n <= 128).
+    (The native triangular inverse beat the same-contract reference at every size tried.)
+    CUDA has its own rule inside the ops."""
+    if A.device.type != "cpu":
+        return False
+    n = A.shape[-1]
+    batch = A.numel() // max(n * n, 1)
+    return batch < 4 or n > 128
+
+
 def _chol(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    if G.shape[-1] <= _MAX_NATIVE:
+    if G.shape[-1] <= _MAX_NATIVE and not _cpu_lapack_better(G):
         return torch.ops.subspace_linalg.cholesky_small.default(G)
     from .reference.small_dense import cholesky_small
 
