@@ -145,6 +145,12 @@ def _flat_batch(fn: str, X: torch.Tensor, idx: torch.Tensor, scale, name: str):
     return Xb, ib, sb
 
 
+def _check_devices(fn: str, X: torch.Tensor, idx: torch.Tensor, scale, name: str) -> None:
+    dev = X.device
+    if idx.device != dev or (scale is not None and isinstance(scale, torch.Tensor) and scale.device != dev):
+        _validate.check_same_device(fn, **{name: X}, idx=idx, scale=scale)
+
+
 def _check_index(fn: str, idx) -> None:
     if not isinstance(idx, torch.Tensor):
         raise TypeError(f"{fn}: idx must be a torch.Tensor, got {type(idx).__name__}")
@@ -164,7 +170,7 @@ def gather_rows(G: torch.Tensor, idx: torch.Tensor, *, scale: torch.Tensor | Non
     fn = "gather_rows"
     _validate.check_tensor(fn, "G", G, dtypes=ALL_FLOATING, min_ndim=2)
     _check_index(fn, idx)
-    _validate.check_same_device(fn, G=G, idx=idx, scale=scale)
+    _check_devices(fn, G, idx, scale, "G")
     Gb, ib, sb = _flat_batch(fn, G, idx, scale, "G")
     out = _ops().gather_rows.default(Gb, ib, sb)
     return out.reshape(G.shape[:-2] + (idx.shape[-1], G.shape[-1]))
@@ -184,7 +190,10 @@ def scatter_rows(X: torch.Tensor, idx: torch.Tensor, num_rows: int, *, scale: to
     num_rows = _validate.check_int(fn, "num_rows", num_rows, minimum=0)
     if X.shape[-2] != idx.shape[-1]:
         raise ValueError(f"{fn}: X must have idx.shape[-1] = {idx.shape[-1]} rows, got shape {tuple(X.shape)}")
-    _validate.check_same_device(fn, X=X, idx=idx, scale=scale, out=out)
+    if out is None:
+        _check_devices(fn, X, idx, scale, "X")
+    else:
+        _validate.check_same_device(fn, X=X, idx=idx, scale=scale, out=out)
     Xb, ib, sb = _flat_batch(fn, X, idx, scale, "X")
     shape = X.shape[:-2] + (num_rows, X.shape[-1])
     if out is None:

@@ -65,6 +65,71 @@ def test_scatter_bitwise_index_add(device, dtype):
     assert torch.equal(sl.scatter_rows(X, u, 12), refu)
 
 
+def _index_add_ref(X, idx, m, scale=None):
+    """zeros + index_add_ per batch element (X (B, k, n), idx (B or 1, k))."""
+    B, k, n = X.shape
+    ix = idx.expand(B, k)
+    src = X if scale is None else X * scale.expand(B, k)[..., None]
+    out = torch.zeros(B, m, n, dtype=X.dtype, device=X.device)
+    for b in range(B):
+        out[b].index_add_(0, ix[b], src[b])
+    return out
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["sorted", "unsorted", "repeated", "none"])
+def test_scatter_fresh_output_bitwise(device, dtype, kind):
+    # the fused zero fill + scatter of a new output: every row written once (zero or the
+    # sum of its run); -0 rows become +0 as in zeros + index_add_
+    B, m, k, n = 3, 50, 20, 37
+    g = torch.Generator().manual_seed(21)
+    if kind == "sorted":
+        idx = torch.stack([torch.sort(torch.randperm(m, generator=g)[:k]).values for _ in range(B)])
+    elif kind == "unsorted":
+        idx = torch.stack([torch.randperm(m, generator=g)[:k] for _ in range(B)])
+    elif kind == "repeated":
+        idx = torch.randint(0, 6, (B, k), generator=g)
+    else:
+        idx, k = torch.zeros(B, 0, dtype=torch.int64), 0
+    idx = idx.to(device)
+    X = _rand((B, k, n), dtype, device, 22)
+    X[:, ::3, ::2] = -0.0
+    s = _rand((B, k), dtype, device, 23)
+    for scale in (None, s):
+        out = sl.scatter_rows(X, idx, m, scale=scale)
+        ref = _index_add_ref(X, idx, m, scale)
+        assert torch.equal(out, ref) and torch.equal(torch.signbit(out), torch.signbit(ref))
+    # shared indices, non-contiguous X
+    Xt = _rand((B, n, k), dtype, device, 24).transpose(-1, -2)
+    assert torch.equal(sl.scatter_rows(Xt, idx[0], m), _index_add_ref(Xt, idx[:1], m))
+
+
+def test_scatter_gather_large_parallel():
+    # past the OpenMP threshold, with rows split across threads, and outputs large enough
+    # (>= 32 MiB) for the huge-page hint
+    m, k, n = 2100, 700, 4096
+    g = torch.Generator().manual_seed(25)
+    idx = torch.randint(0, m, (k,), generator=g)
+    X = torch.randn(k, n, generator=g)
+    s = torch.randn(k, generator=g)
+    assert torch.equal(sl.scatter_rows(X, idx, m, scale=s), _index_add_ref(X[None], idx[None], m, s[None])[0])
+    u = torch.sort(torch.randperm(m, generator=g)[:k]).values
+    assert torch.equal(sl.scatter_rows(X, u, m), _index_add_ref(X[None], u[None], m)[0])
+    G = torch.randn(m, n, generator=g)
+    big = torch.randint(0, m, (2 * m,), generator=g)
+    assert torch.equal(sl.gather_rows(G, big), G.index_select(0, big))
+    assert torch.equal(sl.gather_rows(G, idx, scale=s), G.index_select(0, idx) * s[:, None])
+
+
+def test_out_of_range_index_empty_rows():
+    # zero columns: nothing to move, the indices are still checked
+    with pytest.raises(ValueError, match="idx"):
+        sl.gather_rows(torch.zeros(40, 0), torch.tensor([0, 40]))
+    with pytest.raises(ValueError, match="idx"):
+        sl.scatter_rows(torch.zeros(2, 0), torch.tensor([0, -1]), 40)
+
+
 @pytest.mark.parametrize("bad", [-1, 40, 1000])
 def test_out_of_range_index(bad):
     G = torch.zeros(40, 5)

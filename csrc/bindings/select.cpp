@@ -55,7 +55,7 @@ void gather_rows(int dtype, std::uintptr_t src, const Mat3Spec& src_spec, std::u
 
 void scatter_rows(int dtype, std::uintptr_t x, const Mat3Spec& x_spec, std::uintptr_t idx, std::int64_t K,
                   std::int64_t idx_sb, std::uintptr_t scale, std::int64_t scale_sb, std::uintptr_t out,
-                  const Mat3Spec& out_spec, std::uintptr_t order, const ExecSpec& exec_spec) {
+                  const Mat3Spec& out_spec, std::uintptr_t order, bool zero_fill, const ExecSpec& exec_spec) {
   const auto* ord = reinterpret_cast<const std::int64_t*>(order);
   const Mat3View a = mat3(x, x_spec), o = mat3(out, out_spec);
   const RowIndex ix = row_index(idx, K, idx_sb, scale, scale_sb);
@@ -63,10 +63,20 @@ void scatter_rows(int dtype, std::uintptr_t x, const Mat3Spec& x_spec, std::uint
   Status s;
   {
     py::gil_scoped_release nogil;
-    s = SL_ON_DEVICE(exec, "scatter_rows", scatter_rows_cpu(dtype, a, ix, ord, o),
-                     scatter_rows_cuda(dtype, a, ix, ord, o, exec));
+    s = SL_ON_DEVICE(exec, "scatter_rows", scatter_rows_cpu(dtype, a, ix, ord, o, zero_fill),
+                     scatter_rows_cuda(dtype, a, ix, ord, o, zero_fill, exec));
   }
   raise_if_error(s, "scatter_rows of " + shape3(a) + " into " + shape3(o));
+}
+
+// host memory only: the CPU ops check their indices with one native pass
+bool check_row_index(const std::string& op, std::uintptr_t idx, std::int64_t K, std::int64_t idx_sb, std::int64_t B,
+                     std::int64_t rows) {
+  const RowIndex ix = row_index(idx, K, idx_sb, 0, 0);
+  bool increasing = true;
+  const Status s = check_row_index_cpu(op.c_str(), ix, B, rows, &increasing);
+  if (!s.is_ok()) throw py::value_error(s.message);
+  return increasing;
 }
 
 void random_fill(int dtype, int kind, std::uint64_t seed, std::uint32_t tag, double scale, std::uintptr_t out,
@@ -134,7 +144,11 @@ void bind_select(py::module_& m) {
   m.def("gather_rows", &gather_rows,
         "out[b,j,:] = src[b,idx[b,j],:] * scale[b,j] (dtype, src, src3, idx, K, idx_sb, scale, scale_sb, out, out3, exec)");
   m.def("scatter_rows", &scatter_rows,
-        "out[b,idx[b,j],:] += x[b,j,:] * scale[b,j] (dtype, x, x3, idx, K, idx_sb, scale, scale_sb, out, out3, order (0: unique), exec)");
+        "out[b,idx[b,j],:] += x[b,j,:] * scale[b,j] (dtype, x, x3, idx, K, idx_sb, scale, scale_sb, out, out3, order (0: unique), "
+        "zero_fill (out = 0 first), exec)");
+  m.def("check_row_index", &check_row_index,
+        "host index rows: ValueError for an index outside [0, rows), else whether every row is strictly increasing "
+        "(op, idx, K, idx_sb, B, rows)");
   m.def("random_fill", &random_fill, "counter-based random matrix (dtype, kind, seed, tag, scale, out, out3, exec)");
   m.def("sparse_sign_table", &sparse_sign_table, "sparse sign codes (seed, tag, n, s, zeta, codes, exec)");
   m.def("sparse_apply", &sparse_apply, "Y = X A for CSR A (dtype, x, x3, ptr, cols, vals, J, nnz, y, y3, exec)");

@@ -84,6 +84,17 @@ __global__ void gather_vec_kernel(Mat3View src, RowIndex ix, Mat3View out, std::
   for (std::int64_t w = threadIdx.x; w < words; w += blockDim.x) y[w] = x[w];
 }
 
+// zero_fill of a strided (B, R, C) view that is not one dense block
+template <typename T>
+__global__ void zero_kernel(Mat3View out) {
+  const std::int64_t n = out.B * out.R * out.C;
+  for (std::int64_t e = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; e < n;
+       e += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const std::int64_t c = e % out.C, br = e / out.C, r = br % out.R, b = br / out.R;
+    static_cast<T*>(out.data)[b * out.sb + r * out.sr + c * out.sc] = from_acc<T>(typename dacc<T>::type(0));
+  }
+}
+
 constexpr int kThreads = 256;
 
 bool vec_ok(const Mat3View& v, std::int64_t esize) {
@@ -117,16 +128,29 @@ Status gather_rows_cuda(int dtype, const Mat3View& src, const RowIndex& ix, cons
 }
 
 Status scatter_rows_cuda(int dtype, const Mat3View& x, const RowIndex& ix, const std::int64_t* order,
-                         const Mat3View& out, const Exec& exec) {
+                         const Mat3View& out, bool zero_fill, const Exec& exec) {
   SL_RETURN_IF_ERROR(check_gather_args("scatter_rows", x, ix, out));
   SL_REQUIRE(x.R == ix.K, "scatter_rows: input rows must equal the index count");
-  if (x.B == 0 || ix.K == 0 || x.C == 0) return Status::ok();
-  SL_REQUIRE(x.data != nullptr && out.data != nullptr, "scatter_rows: null data pointer");
+  if (out.B == 0 || out.R == 0 || out.C == 0) return Status::ok();
+  if (!zero_fill && ix.K == 0) return Status::ok();
+  SL_REQUIRE(out.data != nullptr && (x.data != nullptr || ix.K == 0), "scatter_rows: null data pointer");
   SL_REQUIRE(x.B * ix.K <= 0x7fffffffLL, "scatter_rows: too many rows for one CUDA launch");
   SL_CUDA_DEVICE_GUARD(exec);
   const cudaStream_t stream = as_stream(exec.stream);
   return dispatch_float<DeviceTypes>(dtype, "scatter_rows", [&](auto tag) -> Status {
     using T = decltype(tag);
+    if (zero_fill) {
+      if (out.sc == 1 && out.sr == out.C && out.sb == out.R * out.C) {
+        SL_CUDA_TRY(cudaMemsetAsync(out.data, 0, static_cast<std::size_t>(out.B * out.R * out.C) * sizeof(T), stream));
+      } else {
+        const std::int64_t n = out.B * out.R * out.C;
+        const std::int64_t want = (n + kThreads - 1) / kThreads;
+        const unsigned blocks = static_cast<unsigned>(want < 65535 ? want : 65535);
+        zero_kernel<T><<<blocks, kThreads, 0, stream>>>(out);
+        SL_CUDA_CHECK_LAUNCH("zero_kernel");
+      }
+      if (ix.K == 0) return Status::ok();
+    }
     scatter_kernel<T><<<static_cast<unsigned>(x.B * ix.K), kThreads, 0, stream>>>(x, ix, order, out);
     SL_CUDA_CHECK_LAUNCH("scatter_kernel");
     return Status::ok();

@@ -3,7 +3,8 @@ scatter with an optional per-row scale (each the other's adjoint).
 
 Op contract: G, X (B, m, n) / (B, k, n); idx int64 (B or 1, k) (a leading 1 shares the
 indices across the batch); scale None or idx's shape in the data dtype. Indices are
-checked against the row count here, before the native call (ValueError)."""
+checked against the row count before anything is written (ValueError): on the CPU by one
+native pass over the host index (no tensor ops, no sync), on CUDA here with torch."""
 from __future__ import annotations
 
 from typing import Optional
@@ -26,6 +27,16 @@ def _check(fn: str, X: torch.Tensor, idx: torch.Tensor, scale: Optional[torch.Te
         torch._check(scale.dtype == X.dtype, lambda: f"{fn}: scale dtype {scale.dtype} != data dtype {X.dtype}")
 
 
+def _check_eager(fn: str, X: torch.Tensor, idx: torch.Tensor, scale: Optional[torch.Tensor]) -> None:
+    """``_check`` for real tensors: plain comparisons first (the torch._check calls only
+    when one fails, for their message)."""
+    if (X.dtype in ALL_FLOATING and X.dim() == 3 and idx.dtype == torch.int64 and idx.dim() == 2
+            and idx.shape[0] in (1, X.shape[0])
+            and (scale is None or (scale.shape == idx.shape and scale.dtype == X.dtype))):
+        return
+    _check(fn, X, idx, scale)
+
+
 def check_bounds(fn: str, idx: torch.Tensor, rows: int) -> bool:
     """ValueError for an index outside [0, rows); returns whether every index row is
     strictly increasing (so unique). One host sync."""
@@ -40,8 +51,35 @@ def check_bounds(fn: str, idx: torch.Tensor, rows: int) -> bool:
     return bool(inc)
 
 
-def _spec3(t: torch.Tensor) -> list[int]:
-    return [t.shape[0], t.shape[1], t.shape[2], t.stride(0), t.stride(1), t.stride(2)]
+def _spec3(t: torch.Tensor) -> tuple[int, ...]:
+    return (*t.shape, *t.stride())
+
+
+# per-call constants of the native calls, looked up once (the ops are often called on
+# data that has just evicted the interpreter's caches, so every Python step counts)
+_DTYPE_CODES: dict = {}
+_CPU_EXEC: list = []
+
+
+def _dtype_code(dtype: torch.dtype) -> int:
+    code = _DTYPE_CODES.get(dtype)
+    if code is None:
+        code = _DTYPE_CODES[dtype] = _native.dtype_code(dtype)
+    return code
+
+
+def _exec(t: torch.Tensor):
+    if t.device.type != "cpu":
+        return _native.exec_args(t)
+    if not _CPU_EXEC:
+        _CPU_EXEC.append(_native.exec_args(t))
+    return _CPU_EXEC[0]
+
+
+def _check_bounds_host(fn: str, idx: torch.Tensor, rows: int) -> bool:
+    """check_bounds for a CPU index (contiguous rows): one native pass."""
+    isb = 0 if idx.shape[0] == 1 else idx.stride(0)
+    return _native.lib().check_row_index(fn, idx.data_ptr(), idx.shape[-1], isb, idx.shape[0], rows)
 
 
 def _index_args(idx: torch.Tensor, scale: Optional[torch.Tensor]):
@@ -68,27 +106,48 @@ def _(G, idx, scale):
     return G.new_empty((G.shape[0], idx.shape[-1], G.shape[2]))
 
 
-@gather_rows.register_kernel(("cpu", "cuda"))
-def _(G, idx, scale):
-    _check("gather_rows", G, idx, scale)
-    check_bounds("gather_rows", idx, G.shape[1])
+def _gather_native(G, idx, scale):
     out = G.new_empty((G.shape[0], idx.shape[-1], G.shape[2]))
-    if out.numel() == 0:
-        return out
     idx, scale, ia = _index_args(idx, scale)
-    _native.lib().gather_rows(_native.dtype_code(G.dtype), G.data_ptr(), _spec3(G), *ia, out.data_ptr(),
-                              _spec3(out), _native.exec_args(G))
+    if out.numel() == 0:
+        if G.device.type == "cpu" and idx.numel() != 0:  # no native call to check them
+            _check_bounds_host("gather_rows", idx, G.shape[1])
+        return out
+    _native.lib().gather_rows(_dtype_code(G.dtype), G.data_ptr(), _spec3(G), *ia, out.data_ptr(), _spec3(out),
+                              _exec(G))
     return out
 
 
-def _scatter_native(X, idx, scale, out, unique: bool) -> None:
-    if X.numel() == 0:
-        return
+@gather_rows.register_kernel("cpu")
+def _(G, idx, scale):
+    _check_eager("gather_rows", G, idx, scale)
+    # bounds: the native call checks them before writing (ValueError)
+    return _gather_native(G, idx, scale)
+
+
+@gather_rows.register_kernel("cuda")
+def _(G, idx, scale):
+    _check_eager("gather_rows", G, idx, scale)
+    check_bounds("gather_rows", idx, G.shape[1])
+    return _gather_native(G, idx, scale)
+
+
+def _scatter_native(fn, X, idx, scale, out, zero_fill: bool) -> None:
+    """out[b, idx[b, j]] += X[b, j] * scale[b, j]; zero_fill: out's contents are ignored
+    (out = 0 first, fused with the scatter). Checks the indices first."""
     idx, scale, ia = _index_args(idx, scale)
+    if X.device.type == "cpu":
+        unique = _check_bounds_host(fn, idx, out.shape[1])
+    else:
+        unique = check_bounds(fn, idx, out.shape[1])
+    if X.numel() == 0:
+        if zero_fill:
+            out.zero_()
+        return
     # repeated indices: a stable sort order, so each run sums in increasing j (index_add_)
     order = None if unique else torch.sort(idx, dim=-1, stable=True).indices.contiguous()
-    _native.lib().scatter_rows(_native.dtype_code(X.dtype), X.data_ptr(), _spec3(X), *ia, out.data_ptr(),
-                               _spec3(out), 0 if order is None else order.data_ptr(), _native.exec_args(X))
+    _native.lib().scatter_rows(_dtype_code(X.dtype), X.data_ptr(), _spec3(X), *ia, out.data_ptr(), _spec3(out),
+                               0 if order is None else order.data_ptr(), zero_fill, _exec(X))
 
 
 @torch.library.custom_op("subspace_linalg::scatter_rows", mutates_args=())
@@ -109,10 +168,9 @@ def _(X, idx, scale, num_rows):
 
 @scatter_rows.register_kernel(("cpu", "cuda"))
 def _(X, idx, scale, num_rows):
-    _check("scatter_rows", X, idx, scale)
-    unique = check_bounds("scatter_rows", idx, num_rows)
-    out = X.new_zeros((X.shape[0], num_rows, X.shape[2]))
-    _scatter_native(X, idx, scale, out, unique)
+    _check_eager("scatter_rows", X, idx, scale)
+    out = X.new_empty((X.shape[0], num_rows, X.shape[2]))
+    _scatter_native("scatter_rows", X, idx, scale, out, True)
     return out
 
 
@@ -132,11 +190,10 @@ def _(X, idx, scale, out):
 
 @scatter_rows_.register_kernel(("cpu", "cuda"))
 def _(X, idx, scale, out):
-    _check("scatter_rows_", X, idx, scale)
+    _check_eager("scatter_rows_", X, idx, scale)
     torch._check(out.dtype == X.dtype and out.dim() == 3 and out.shape[0] == X.shape[0] and out.shape[2] == X.shape[2],
                  lambda: f"scatter_rows_: out {tuple(out.shape)} {out.dtype} does not match X {tuple(X.shape)} {X.dtype}")
-    unique = check_bounds("scatter_rows_", idx, out.shape[1])
-    _scatter_native(X, idx, scale, out, unique)
+    _scatter_native("scatter_rows_", X, idx, scale, out, False)
 
 
 # ---- autograd: gather and scatter are each other's adjoint -------------------------

@@ -10,6 +10,8 @@
 // stable sort permutation of idx (idx[order[.]] non-decreasing, ties in increasing j);
 // each run of equal indices is then summed in increasing j in the accumulation type and
 // rounded once (bitwise torch's CPU index_add_). order == nullptr promises unique indices.
+// Scatter with zero_fill: out's old contents are ignored, out = 0 then the scatter (every
+// element of out is written; the fused form of zeros + index_add_ for a fresh output).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -67,9 +69,14 @@ inline std::int64_t scatter_run_next(const RowIndex& ix, const std::int64_t* ord
 Status gather_rows_cpu(int dtype, const Mat3View& src, const RowIndex& ix, const Mat3View& out);
 Status gather_rows_cuda(int dtype, const Mat3View& src, const RowIndex& ix, const Mat3View& out, const Exec& exec);
 Status scatter_rows_cpu(int dtype, const Mat3View& x, const RowIndex& ix, const std::int64_t* order,
-                        const Mat3View& out);
+                        const Mat3View& out, bool zero_fill);
 Status scatter_rows_cuda(int dtype, const Mat3View& x, const RowIndex& ix, const std::int64_t* order,
-                         const Mat3View& out, const Exec& exec);
+                         const Mat3View& out, bool zero_fill, const Exec& exec);
+
+// Host-side index check (idx in host memory, B batch rows unless idx_sb == 0):
+// InvalidArgument naming an index outside [0, rows); *increasing says whether every index
+// row is strictly increasing (then unique, and a scatter needs no order).
+Status check_row_index_cpu(const char* op, const RowIndex& ix, std::int64_t B, std::int64_t rows, bool* increasing);
 
 // Shared argument checks (same messages on both devices).
 inline Status check_gather_args(const char* op, const Mat3View& a, const RowIndex& ix, const Mat3View& b) {
