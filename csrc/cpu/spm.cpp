@@ -681,7 +681,8 @@ Status spm_contract_cpu(int dtype, const SpmShape& s, const void* V, const void*
 std::int64_t spm_extract_workspace_bytes(int dtype, std::int64_t d, std::int64_t R) {
   const std::int64_t esize = dtype == static_cast<int>(DType::F64) ? 8 : 4;
   const std::int64_t D = d * (d + 1) / 2;
-  return (D * R + R * R + d * R + 3 * D + 6 * R + 4 * d + 8 + (D > R ? D : R)) * esize;
+  // the CUDA layout of spm_extract_kernel, the Newton scratch (d R + d^2 + 3 d) included
+  return (D * R + R * R + d * R + 3 * D + 6 * R + 4 * d + 8 + (D > R ? D : R) + d * R + d * d + 3 * d) * esize;
 }
 
 Status spm_extract_cpu(int dtype, const SpmExtractArgs& a) {
