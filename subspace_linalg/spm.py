@@ -141,11 +141,13 @@ def spm(T: torch.Tensor, *, rank: int | None = None, tol: float | None = None, m
         M = T[i0, i1]  # (D, d)
         vecs, lam, Uh = torch.linalg.svd(s[:, None] * M, full_matrices=False)
         spec = lam
+    sv = spec.tolist()  # one sync; the rank rules below are a few scalar comparisons
+    tiny = torch.finfo(dt).tiny
     if rank is None:
-        typical = (spec * spec).mean() / spec.mean().clamp_min(torch.finfo(dt).tiny)
-        rank = int((spec > math.sqrt(eps(dt)) * typical).sum())
+        typical = (sum(v * v for v in sv) / len(sv)) / max(sum(sv) / len(sv), tiny)
+        rank = sum(1 for v in sv if v > math.sqrt(eps(dt)) * typical)
     R = rank
-    num_rank = int((spec > spec.shape[0] * eps(dt) * spec[:1].clamp_min(torch.finfo(dt).tiny)).sum())
+    num_rank = sum(1 for v in sv if v > len(sv) * eps(dt) * max(sv[0], tiny))
     if R > num_rank:
         raise ValueError(f"{fn}: rank={R} exceeds the numerical rank {num_rank} of T's flattening "
                          f"(at most {num_rank} components can be recovered)")
