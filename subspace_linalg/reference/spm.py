@@ -74,7 +74,7 @@ def power(V: torch.Tensor, X0: torch.Tensor, maxiter: int, tol: float, cn: float
 
 
 # the Newton stage of the search (csrc/include/sl/spm.h: kSpmNewton*)
-NEWTON_SWITCH = 1e-2   # first power step size below which Newton is tried
+NEWTON_SWITCH = 1e-3   # first power step size below which Newton is tried
 NEWTON_STEPS = 8       # Newton steps per attempt
 NEWTON_SHRINK = 0.1    # the switch threshold after a failed attempt
 NEWTON_SLACK = 64.0    # F may drop by this many eps (relative) in a Newton step

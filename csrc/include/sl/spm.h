@@ -69,7 +69,7 @@ Status spm_power_cuda(int dtype, const SpmShape& s, const void* V, void* X, void
 // Inputs (row-major, contiguous): V (D, R), D1 (R, R), U (d, R) (odd only), G (R, ntries, d),
 // C (R, ntries, R). Outputs: weights (R), factors (R, d) (row k-1 = component k), fbest (R).
 // Workspace bytes from spm_extract_workspace_bytes (CUDA; the CPU kernel uses host scratch).
-constexpr double kSpmNewtonSwitch = 1e-2;  // first power step size below which Newton is tried
+constexpr double kSpmNewtonSwitch = 1e-3;  // first power step size below which Newton is tried
 constexpr int kSpmNewtonSteps = 8;         // Newton steps per attempt
 constexpr double kSpmNewtonShrink = 0.1;   // the switch threshold after a failed attempt
 constexpr double kSpmNewtonSlack = 64;     // F may drop by this many eps (relative) in a Newton step
