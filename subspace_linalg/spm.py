@@ -5,7 +5,9 @@ of symmetric tensors of order 3 and 4.
 Steps: flatten T to a matrix over symmetric (i <= j) index pairs; its eigendecomposition
 (order 4) or SVD (order 3) gives the subspace V = span{a_i (x) a_i} and the rank; each
 component is a maximiser of F(x) = |P_V(x (x) x)|^2 on the sphere, found by the shifted
-power iteration (SS-HOPM with an adaptive shift) from random starts; its weight comes from
+power iteration (SS-HOPM with an adaptive shift) from random starts, finished by
+safeguarded Riemannian Newton steps once the power step is small (quadratic instead of
+linear convergence: about 3x fewer passes over V for order 4); its weight comes from
 the projection, and a Householder reflection deflates V (and the pseudo-inverse of the
 flattening) after every component but the last. The whole extraction loop runs in one
 native call (``subspace_linalg::spm_extract``, CPU and CUDA; the per-step kernels
@@ -99,9 +101,10 @@ def spm(T: torch.Tensor, *, rank: int | None = None, tol: float | None = None, m
     singular values above ``sqrt(eps) * typical`` with ``typical = mean(s^2) / mean(s)``, the
     rule of the reference with a dtype-aware cutoff). At most ``d (d + 1) / 2`` for order 4
     and ``d`` for order 3, and at most the numerical rank of the flattening (ValueError
-    otherwise: its pseudo-inverse would be infinite). ``tol``: the power iteration of
-    each start stops when ``|x_new - x| < tol``; default ``64 eps`` (1.4e-14 in float64).
-    ``maxiter``: iterations per start (default 5000). ``generator``: the random starts.
+    otherwise: its pseudo-inverse would be infinite). ``tol``: the search from each start
+    (power iteration, then Newton steps) stops when a step ``|x_new - x| < tol``; default
+    ``64 eps`` (1.4e-14 in float64). ``maxiter``: steps per start, of either kind (default
+    5000). ``generator``: the random starts.
 
     Returns ``CPResult(weights (r,), factors (d, r))`` in T's dtype and device: unit-norm
     factor columns (TensorLy's convention), ordered by decreasing ``|weight|``. Odd orders
