@@ -7,7 +7,7 @@ Steps: flatten T to a matrix over symmetric (i <= j) index pairs; its eigendecom
 component is a maximiser of F(x) = |P_V(x (x) x)|^2 on the sphere, found by the shifted
 power iteration (SS-HOPM with an adaptive shift) from random starts, finished by
 safeguarded Riemannian Newton steps once the power step is small (quadratic instead of
-linear convergence: about 3x fewer passes over V for order 4); its weight comes from
+linear convergence: 2-3x fewer passes over V for order 4); its weight comes from
 the projection, and a Householder reflection deflates V (and the pseudo-inverse of the
 flattening) after every component but the last. The whole extraction loop runs in one
 native call (``subspace_linalg::spm_extract``, CPU and CUDA; the per-step kernels
