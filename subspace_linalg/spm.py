@@ -5,7 +5,9 @@ of symmetric tensors of order 3 and 4.
 Steps: flatten T to a matrix over symmetric (i <= j) index pairs; its eigendecomposition
 (order 4) or SVD (order 3) gives the subspace V = span{a_i (x) a_i} and the rank; each
 component is a maximiser of F(x) = |P_V(x (x) x)|^2 on the sphere, found by the shifted
-power iteration (SS-HOPM with an adaptive shift) from random starts; its weight comes from
+power iteration (SS-HOPM with an adaptive shift) from random starts, finished by
+safeguarded Riemannian Newton steps once the power step is small (quadratic instead of
+linear convergence: 2-3x fewer passes over V for order 4); its weight comes from
 the projection, and a Householder reflection deflates V (and the pseudo-inverse of the
 flattening) after every component but the last. The whole extraction loop runs in one
 native call (``subspace_linalg::spm_extract``, CPU and CUDA; the per-step kernels
@@ -15,6 +17,7 @@ deflated pseudo-inverse, the polished ones reach the accuracy of the factors.
 """
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
@@ -31,26 +34,43 @@ _MAXITER = 5000      # default iterations of one power iteration
 _CN = math.sqrt(0.5)  # C_n of Kileel & Pereira's Lemma 4.4 for ceil(order / 2) = 2
 
 
-def _check_symmetric(fn: str, T: torch.Tensor) -> None:
+def _check_finite_symmetric(fn: str, T: torch.Tensor) -> None:
+    """ValueError for a non-finite or non-symmetric T, in one pass and one sync: the range of
+    T and the largest change under each swap of adjacent indices (those generate the
+    symmetric group: invariance under them is symmetry). The location of the largest
+    asymmetry is only searched for on failure."""
     order = T.dim()
-    scale = float(T.abs().max()) if T.numel() else 0.0
+    swaps = [a for a in range(order - 1)]
+    P = torch.stack([T.transpose(a, a + 1) for a in swaps])
+    dev = (P - T).abs_().amax(dim=tuple(range(1, order + 1)))
+    lo, hi = torch.aminmax(T)
+    vals = torch.cat([lo.reshape(1), hi.reshape(1), dev]).tolist()
+    if not all(math.isfinite(v) for v in vals):
+        _validate.check_finite(fn, "T", T)  # raises, naming the count
+    scale = max(abs(vals[0]), abs(vals[1]))
     tol = 100.0 * order * eps(T.dtype) * scale
-    worst, where, perm = 0.0, None, None
-    # adjacent transpositions generate the symmetric group: invariance under them is symmetry
-    for a in range(order - 1):
-        p = list(range(order))
-        p[a], p[a + 1] = p[a + 1], p[a]
-        p = tuple(p)
-        diff = (T - T.permute(p)).abs()
-        m = float(diff.max())
-        if m > worst:
-            worst, perm = m, p
-            where = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
+    worst = max(vals[2:])
     if worst > tol:
+        a = swaps[max(range(len(swaps)), key=lambda i: vals[2 + i])]
+        perm = list(range(order))
+        perm[a], perm[a + 1] = perm[a + 1], perm[a]
+        diff = (T - T.permute(perm)).abs()
+        where = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
         swapped = tuple(where[i] for i in perm)
         raise ValueError(f"{fn}: T must be symmetric; its largest asymmetry is |T{list(where)} - T{list(swapped)}| "
                          f"= {worst:.3e} (largest over swaps of adjacent indices, which generate all "
                          f"permutations), above the tolerance {tol:.3e}")
+
+
+@functools.lru_cache(maxsize=32)
+def _packing(d: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(rows, cols, s) of the packed symmetric layout (torch.triu_indices order) with the
+    weights s = 1 on the diagonal and sqrt(2) off it (in dtype itself: a float32 sqrt(2)
+    would cap float64 accuracy at 1e-8). Cached per (d, dtype, device); never mutated."""
+    iu = torch.triu_indices(d, d, device=device)
+    s = torch.where(iu[0] == iu[1], torch.ones((), dtype=dtype, device=device),
+                    torch.full((), 2.0, dtype=dtype, device=device).sqrt())
+    return iu[0], iu[1], s
 
 
 def _polish_weights(T: torch.Tensor, F: torch.Tensor, w0: torch.Tensor) -> torch.Tensor:
@@ -66,7 +86,7 @@ def _polish_weights(T: torch.Tensor, F: torch.Tensor, w0: torch.Tensor) -> torch
         b = (KR * (T.reshape(d * d, d) @ F)).sum(0)
     G = (F.T @ F) ** order
     w, info = torch.linalg.solve_ex(G, b)
-    if int(info) != 0 or not bool(torch.isfinite(w).all()):
+    if not bool((info == 0) & torch.isfinite(w).all()):
         return w0
     return w
 
@@ -81,9 +101,10 @@ def spm(T: torch.Tensor, *, rank: int | None = None, tol: float | None = None, m
     singular values above ``sqrt(eps) * typical`` with ``typical = mean(s^2) / mean(s)``, the
     rule of the reference with a dtype-aware cutoff). At most ``d (d + 1) / 2`` for order 4
     and ``d`` for order 3, and at most the numerical rank of the flattening (ValueError
-    otherwise: its pseudo-inverse would be infinite). ``tol``: the power iteration of
-    each start stops when ``|x_new - x| < tol``; default ``64 eps`` (1.4e-14 in float64).
-    ``maxiter``: iterations per start (default 5000). ``generator``: the random starts.
+    otherwise: its pseudo-inverse would be infinite). ``tol``: the search from each start
+    (power iteration, then Newton steps) stops when a step ``|x_new - x| < tol``; default
+    ``64 eps`` (1.4e-14 in float64). ``maxiter``: steps per start, of either kind (default
+    5000). ``generator``: the random starts.
 
     Returns ``CPResult(weights (r,), factors (d, r))`` in T's dtype and device: unit-norm
     factor columns (TensorLy's convention), ordered by decreasing ``|weight|``. Odd orders
@@ -102,8 +123,7 @@ def spm(T: torch.Tensor, *, rank: int | None = None, tol: float | None = None, m
     d = T.shape[0]
     if d < 1:
         raise ValueError(f"{fn}: T must not be empty, got shape {tuple(T.shape)}")
-    _validate.check_finite(fn, "T", T)
-    _check_symmetric(fn, T)
+    _check_finite_symmetric(fn, T)
     D = d * (d + 1) // 2
     max_rank = D if order == 4 else d
     if rank is not None:
@@ -113,39 +133,36 @@ def spm(T: torch.Tensor, *, rank: int | None = None, tol: float | None = None, m
     _validate.check_generator(fn, generator)
 
     dt, dev = T.dtype, T.device
-    iu = torch.triu_indices(d, d, device=dev)
-    diag = iu[0] == iu[1]
-    # the weights in dt itself (a float32 sqrt(2) would cap float64 accuracy at 1e-8)
-    s = torch.where(diag, torch.ones((), dtype=dt, device=dev), torch.full((), 2.0, dtype=dt, device=dev).sqrt())
+    i0, i1, s = _packing(d, dt, dev)
     if order == 4:
-        M = T[iu[0], iu[1]][:, iu[0], iu[1]]
+        M = T[i0, i1][:, i0, i1]
         lam, vecs = torch.linalg.eigh(s[:, None] * M * s[None, :])
         perm = lam.abs().argsort(descending=True)
         lam, vecs = lam[perm], vecs[:, perm]
         spec = lam.abs()
     else:
-        M = T[iu[0], iu[1]]  # (D, d)
+        M = T[i0, i1]  # (D, d)
         vecs, lam, Uh = torch.linalg.svd(s[:, None] * M, full_matrices=False)
         spec = lam
+    sv = spec.tolist()  # one sync; the rank rules below are a few scalar comparisons
+    tiny = torch.finfo(dt).tiny
     if rank is None:
-        typical = (spec * spec).mean() / spec.mean().clamp_min(torch.finfo(dt).tiny)
-        rank = int((spec > math.sqrt(eps(dt)) * typical).sum())
+        typical = (sum(v * v for v in sv) / len(sv)) / max(sum(sv) / len(sv), tiny)
+        rank = sum(1 for v in sv if v > math.sqrt(eps(dt)) * typical)
     R = rank
-    num_rank = int((spec > spec.shape[0] * eps(dt) * spec[:1].clamp_min(torch.finfo(dt).tiny)).sum())
+    num_rank = sum(1 for v in sv if v > len(sv) * eps(dt) * max(sv[0], tiny))
     if R > num_rank:
         raise ValueError(f"{fn}: rank={R} exceeds the numerical rank {num_rank} of T's flattening "
                          f"(at most {num_rank} components can be recovered)")
-    weights = torch.zeros(R, dtype=dt, device=dev)
-    factors = torch.zeros(d, R, dtype=dt, device=dev)
     if R == 0:
-        return CPResult(weights, factors)
+        return CPResult(torch.zeros(0, dtype=dt, device=dev), torch.zeros(d, 0, dtype=dt, device=dev))
     V = vecs[:, :R] / s[:, None]           # packed full-layout values of an orthonormal basis
     D1 = torch.diag(1.0 / lam[:R])         # pseudo-inverse of the flattening in that basis
     U = Uh[:R].T if order == 3 else V.new_empty(0)  # (d, R), right singular vectors (order 3)
     # the random starts of every component and restart, drawn up front (reproducible)
     gdev = generator.device if generator is not None else dev
-    G = torch.randn(R, _NTRIES, d, generator=generator, dtype=dt, device=gdev).to(dev)
-    C = torch.randn(R, _NTRIES, R, generator=generator, dtype=dt, device=gdev).to(dev)
+    GC = torch.randn(R, _NTRIES, d + R, generator=generator, dtype=dt, device=gdev).to(dev)
+    G, C = GC[..., :d].contiguous(), GC[..., d:].contiguous()
     weights, F, fbest = torch.ops.subspace_linalg.spm_extract.default(
         V.contiguous(), D1, U.contiguous(), G, C, order == 3, maxiter, tol, _CN, _FRESTOL)
     factors = F.T
@@ -156,7 +173,7 @@ def spm(T: torch.Tensor, *, rank: int | None = None, tol: float | None = None, m
                       stacklevel=2)
     weights = _polish_weights(T, factors, weights)
     if order == 3:  # (-x)^(x)3 = -x^(x)3: positive weights
-        sgn = torch.where(weights < 0, -1.0, 1.0).to(dt)
-        weights, factors = weights * sgn, factors * sgn
+        factors = torch.where(weights < 0, -factors, factors)
+        weights = weights.abs()
     order_idx = weights.abs().argsort(descending=True)
     return CPResult(weights[order_idx].contiguous(), factors[:, order_idx].contiguous())

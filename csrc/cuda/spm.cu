@@ -1,10 +1,12 @@
 // CUDA kernels of the Subspace Power Method (see sl/spm.h). Same algorithm as
 // csrc/cpu/spm.cpp: one thread block per point (restart); the whole power iteration runs
 // inside the kernel (one launch per call, not a handful of launches per iteration).
+// spm_extract is one block for the whole extraction, its search with Newton steps included.
 // Scratch vectors live in the caller's workspace (global memory): B * (2D + R + 2d).
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <type_traits>
 
@@ -141,6 +143,200 @@ __device__ T power_block(std::int64_t d, std::int64_t R, std::int64_t ld, const 
   return contract_block<T>(d, R, ld, V, x, y, u, alpha, g, red);
 }
 
+// The Riemannian Newton system at the unit x (see sl/spm.h): W[r * d + i] = (M_r x)_i,
+// alpha = W x, f = |alpha|^2, g = W^T alpha, then H <- L, the Cholesky factor (lower, in
+// place, row-major d x d) of B = P (f I - 2 W^T W - sum_r alpha_r M_r) P + x x^T. Returns
+// false (uniform across the block) when B is not positive definite; f and g are set.
+template <typename T>
+__device__ bool newton_system_block(std::int64_t d, std::int64_t k, std::int64_t ld, const T* __restrict__ V,
+                                    const T* __restrict__ x, T* __restrict__ W, T* __restrict__ H, T* __restrict__ u,
+                                    T* __restrict__ alpha, T* __restrict__ g, T* __restrict__ a, T* red, T& f_out) {
+  const std::int64_t D = d * (d + 1) / 2;
+  for (std::int64_t idx = threadIdx.x; idx < k * d; idx += blockDim.x) {
+    const std::int64_t r = idx % k, i = idx / k;  // r fastest: coalesced reads of V rows
+    T acc = T(0);
+    for (std::int64_t j = 0; j < d; ++j) acc += V[(i <= j ? packed_index(i, j, d) : packed_index(j, i, d)) * ld + r] * x[j];
+    W[r * d + i] = acc;
+  }
+  __syncthreads();
+  T part = T(0);
+  for (std::int64_t r = threadIdx.x; r < k; r += blockDim.x) {
+    T acc = T(0);
+    for (std::int64_t i = 0; i < d; ++i) acc += W[r * d + i] * x[i];
+    alpha[r] = acc;
+    part += acc * acc;
+  }
+  const T f = block_sum(part, red);  // synchronizes: alpha is visible afterwards
+  f_out = f;
+  for (std::int64_t i = threadIdx.x; i < d; i += blockDim.x) {
+    T acc = T(0);
+    for (std::int64_t r = 0; r < k; ++r) acc += W[r * d + i] * alpha[r];
+    g[i] = acc;
+  }
+  for (std::int64_t q = threadIdx.x; q < D; q += blockDim.x) {
+    T acc = T(0);
+    for (std::int64_t r = 0; r < k; ++r) acc += V[q * ld + r] * alpha[r];
+    u[q] = acc;
+  }
+  __syncthreads();
+  for (std::int64_t idx = threadIdx.x; idx < d * d; idx += blockDim.x) {
+    const std::int64_t i = idx / d, j = idx % d;
+    T acc = T(0);
+    for (std::int64_t r = 0; r < k; ++r) acc += W[r * d + i] * W[r * d + j];
+    H[idx] = (i == j ? f : T(0)) - (T(2) * acc + u[i <= j ? packed_index(i, j, d) : packed_index(j, i, d)]);
+  }
+  __syncthreads();
+  part = T(0);
+  for (std::int64_t i = threadIdx.x; i < d; i += blockDim.x) {
+    T acc = T(0);
+    for (std::int64_t j = 0; j < d; ++j) acc += H[i * d + j] * x[j];
+    a[i] = acc;
+    part += acc * x[i];
+  }
+  const T s = block_sum(part, red) + T(1);  // synchronizes: a is visible afterwards
+  for (std::int64_t idx = threadIdx.x; idx < d * d; idx += blockDim.x) {
+    const std::int64_t i = idx / d, j = idx % d;
+    H[idx] += s * x[i] * x[j] - x[i] * a[j] - a[i] * x[j];
+  }
+  __syncthreads();
+  for (std::int64_t j = 0; j < d; ++j) {  // right-looking Cholesky
+    const T piv = H[j * d + j];
+    if (!(piv > T(0)) || !isfinite(piv)) return false;  // the same value in every thread
+    const T ljj = sqrt(piv);
+    __syncthreads();  // every thread has read the pivot
+    for (std::int64_t i = j + 1 + threadIdx.x; i < d; i += blockDim.x) H[i * d + j] /= ljj;
+    if (threadIdx.x == 0) H[j * d + j] = ljj;
+    __syncthreads();
+    const std::int64_t m = d - j - 1;
+    for (std::int64_t idx = threadIdx.x; idx < m * m; idx += blockDim.x) {
+      const std::int64_t i = j + 1 + idx / m, l = j + 1 + idx % m;
+      if (l <= i) H[i * d + l] -= H[i * d + j] * H[l * d + j];
+    }
+    __syncthreads();
+  }
+  return true;
+}
+
+// xn = normalize(x + B^{-1} (g - f x)) with L (in H) from newton_system_block; z: scratch (d).
+// Returns |xn - x| (uniform); xn is visible to the block afterwards.
+template <typename T>
+__device__ T newton_step_block(std::int64_t d, const T* __restrict__ L, const T* __restrict__ x, T f,
+                               const T* __restrict__ g, T* __restrict__ z, T* __restrict__ xn, T* red) {
+  if (threadIdx.x == 0) {  // two triangular solves: d^2 work, one thread
+    for (std::int64_t i = 0; i < d; ++i) {
+      T acc = g[i] - f * x[i];
+      for (std::int64_t c = 0; c < i; ++c) acc -= L[i * d + c] * z[c];
+      z[i] = acc / L[i * d + i];
+    }
+    for (std::int64_t i = d - 1; i >= 0; --i) {
+      T acc = z[i];
+      for (std::int64_t c = i + 1; c < d; ++c) acc -= L[c * d + i] * z[c];
+      z[i] = acc / L[i * d + i];
+    }
+  }
+  __syncthreads();
+  T part = T(0);
+  for (std::int64_t i = threadIdx.x; i < d; i += blockDim.x) {
+    const T v = x[i] + z[i];
+    xn[i] = v;
+    part += v * v;
+  }
+  const T nrm = sqrt(block_sum(part, red));
+  part = T(0);
+  for (std::int64_t i = threadIdx.x; i < d; i += blockDim.x) {
+    const T v = xn[i] / nrm;
+    xn[i] = v;
+    part += (v - x[i]) * (v - x[i]);
+  }
+  return sqrt(block_sum(part, red));
+}
+
+template <typename T>
+__device__ void copy_block(std::int64_t n, const T* __restrict__ src, T* __restrict__ dst) {
+  for (std::int64_t i = threadIdx.x; i < n; i += blockDim.x) dst[i] = src[i];
+  __syncthreads();
+}
+
+// Scratch of search_block beside the power iteration's: W (R d), H (d d), a, xp, xn (d each)
+template <typename T>
+struct NewtonScratch {
+  T* W;
+  T* H;
+  T* a;
+  T* xp;
+  T* xn;
+};
+
+// The search of one component from the unit x (updated in place): the power iteration and
+// safeguarded Newton steps, as ext_search in csrc/cpu/spm.cpp (contract: sl/spm.h).
+// Returns F at the final x.
+template <typename T>
+__device__ T search_block(std::int64_t d, std::int64_t k, std::int64_t ld, const T* __restrict__ V, T* __restrict__ x,
+                          std::int64_t maxiter, T tol, T cn, T* y, T* u, T* alpha, T* g, const NewtonScratch<T>& ns,
+                          T* red) {
+  const T fslack = T(kSpmNewtonSlack) * std::numeric_limits<T>::epsilon();
+  T sw = T(kSpmNewtonSwitch);
+  std::int64_t it = 0;
+  bool done = false;
+  while (!done && it < maxiter) {
+    while (it < maxiter) {  // power iteration
+      const T f = contract_block<T>(d, k, ld, V, x, y, u, alpha, g, red);
+      const T c = f > T(2) / T(3) ? sqrt(T(2) * f * (f < T(1) ? T(1) - f : T(0))) : T(1) - f / T(2);
+      const T sh = cn * c;
+      T part = T(0);
+      for (std::int64_t i = threadIdx.x; i < d; i += blockDim.x) {
+        const T v = g[i] + sh * x[i];
+        g[i] = v;
+        part += v * v;
+      }
+      const T nrm = sqrt(block_sum(part, red));
+      ++it;
+      if (!(nrm > T(0))) {  // uniform
+        done = true;
+        break;
+      }
+      part = T(0);
+      for (std::int64_t i = threadIdx.x; i < d; i += blockDim.x) {
+        const T xn = g[i] / nrm;
+        part += (xn - x[i]) * (xn - x[i]);
+        x[i] = xn;
+      }
+      const T diff = sqrt(block_sum(part, red));  // synchronizes: x is visible afterwards
+      if (diff < tol) {
+        done = true;
+        break;
+      }
+      if (diff < sw) break;
+    }
+    if (done || it >= maxiter) break;
+    T fprev = T(0);
+    for (int s = 0; s < kSpmNewtonSteps && it < maxiter; ++s) {
+      T f;
+      const bool pd = newton_system_block<T>(d, k, ld, V, x, ns.W, ns.H, u, alpha, g, ns.a, red, f);
+      if (s > 0 && f < fprev - fslack * (fprev > T(1) ? fprev : T(1))) {  // the last step lowered F: undo it
+        copy_block(d, ns.xp, x);
+        break;
+      }
+      if (!pd) break;
+      ++it;
+      copy_block(d, x, ns.xp);
+      fprev = f;
+      const T step = newton_step_block<T>(d, ns.H, ns.xp, f, g, ns.a, ns.xn, red);
+      copy_block(d, ns.xn, x);
+      if (!(step < T(2))) {  // not finite: undo
+        copy_block(d, ns.xp, x);
+        break;
+      }
+      if (step < tol) {
+        done = true;
+        break;
+      }
+    }
+    sw *= T(kSpmNewtonShrink);
+  }
+  return contract_block<T>(d, k, ld, V, x, y, u, alpha, g, red);
+}
+
 // h = v sqrt(2) / |v|, v = z + sign(z_last) |z| e_last: one thread (k is small)
 template <typename T>
 __device__ void householder_serial(const T* z, std::int64_t k, T* h) {
@@ -182,7 +378,7 @@ __device__ void reflect_rows_block(T* A, std::int64_t k, std::int64_t cols, std:
   }
 }
 
-// the whole extraction (see sl/spm.h), one block; ws laid out as in csrc/cpu/spm.cpp
+// the whole extraction (see sl/spm.h), one block; ws laid out as below (size: spm_extract_workspace_bytes)
 template <typename T>
 __global__ void spm_extract_kernel(SpmExtractArgs a, T* __restrict__ ws) {
   __shared__ T red[kThreads / 32];
@@ -200,6 +396,8 @@ __global__ void spm_extract_kernel(SpmExtractArgs a, T* __restrict__ ws) {
   T* g = h + R;
   T* x = g + d;
   T* xb = x + d;
+  T* Wm = xb + d;
+  const NewtonScratch<T> ns{Wm, Wm + d * R, Wm + d * R + d * d, Wm + d * R + d * d + d, Wm + d * R + d * d + 2 * d};
   const T* V0 = static_cast<const T*>(a.V);
   const T* D10 = static_cast<const T*>(a.D1);
   const T* U0 = static_cast<const T*>(a.U);
@@ -247,8 +445,7 @@ __global__ void spm_extract_kernel(SpmExtractArgs a, T* __restrict__ ws) {
       for (std::int64_t i = threadIdx.x; i < d; i += blockDim.x)
         x[i] = nrm > T(0) ? x[i] / nrm : (i == 0 ? T(1) : T(0));
       __syncthreads();
-      std::int64_t it = 0;
-      const T f = power_block<T>(d, k, R, V, x, a.maxiter, tol, cn, y, u, alpha, g, red, &it);
+      const T f = search_block<T>(d, k, R, V, x, a.maxiter, tol, cn, y, u, alpha, g, ns, red);
       if (f > best || t == 0) {  // uniform
         best = f;
         for (std::int64_t i = threadIdx.x; i < d; i += blockDim.x) xb[i] = x[i];

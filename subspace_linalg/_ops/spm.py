@@ -111,8 +111,9 @@ def _check_extract(V, D1, U, G, C, odd):
 def spm_extract(V: torch.Tensor, D1: torch.Tensor, U: torch.Tensor, G: torch.Tensor, C: torch.Tensor, odd: bool,
                 maxiter: int, tol: float, cn: float, frestol: float
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """All R components of SPM in one call (power iterations from the starts given by G, C,
-    projection weights, Householder deflation after each but the last): returns weights
+    """All R components of SPM in one call (from the starts given by G, C, the search of
+    csrc/include/sl/spm.h: power iteration finished by safeguarded Newton steps; projection
+    weights, Householder deflation after each but the last): returns weights
     (R,), factors (R, d) (row k-1 = component k) and the best F (R,), in V's dtype. U is
     (d, R) for odd orders and ignored for even ones."""
     _check_extract(V, D1, U, G, C, odd)

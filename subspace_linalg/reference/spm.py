@@ -73,6 +73,89 @@ def power(V: torch.Tensor, X0: torch.Tensor, maxiter: int, tol: float, cn: float
     return X, f, iters
 
 
+# the Newton stage of the search (csrc/include/sl/spm.h: kSpmNewton*)
+NEWTON_SWITCH = 1e-3   # first power step size below which Newton is tried
+NEWTON_STEPS = 8       # Newton steps per attempt
+NEWTON_SHRINK = 0.1    # the switch threshold after a failed attempt
+NEWTON_SLACK = 64.0    # F may drop by this many eps (relative) in a Newton step
+
+
+def _newton_system(V: torch.Tensor, x: torch.Tensor, idx: torch.Tensor):
+    """(f, g, L or None) at the unit point x: f = F(x), g = grad, L the Cholesky factor of
+    B = P (f I - (2 W^T W + sum_r alpha_r M_r)) P + x x^T (None when B is not positive
+    definite), W[r] = M_r x."""
+    d = x.shape[0]
+    Vf = V[idx.reshape(-1)].reshape(d, d, V.shape[-1])            # (d, d, k)
+    W = torch.einsum("ijr,j->ri", Vf, x)                           # (k, d)
+    alpha = W @ x
+    f = alpha @ alpha
+    g = W.T @ alpha
+    A = f * torch.eye(d, dtype=x.dtype, device=x.device) - (2 * W.T @ W + torch.einsum("ijr,r->ij", Vf, alpha))
+    a = A @ x
+    B = A - torch.outer(x, a) - torch.outer(a, x) + (x @ a + 1) * torch.outer(x, x)
+    L, info = torch.linalg.cholesky_ex(B)
+    ok = int(info) == 0 and bool(torch.isfinite(L).all())
+    return float(f), g, (L if ok else None)
+
+
+def search(V: torch.Tensor, x0: torch.Tensor, maxiter: int, tol: float, cn: float) -> tuple[torch.Tensor, float]:
+    """The search of one component from the unit start x0 (d,) with the basis V (D, k): the
+    shifted power iteration, and up to NEWTON_STEPS Riemannian Newton steps each time its
+    step falls below the switch threshold (see csrc/include/sl/spm.h). Returns (x, F(x))."""
+    d = x0.shape[0]
+    idx = unpack_index(d, x0.device)
+    fslack = NEWTON_SLACK * torch.finfo(x0.dtype).eps
+    x = x0.clone()
+    sw, it, done = NEWTON_SWITCH, 0, False
+    while not done and it < maxiter:
+        while it < maxiter:  # power iteration
+            _, g = contract(V, x[None])
+            g = g[0]
+            f = float(g @ x)
+            c = math.sqrt(2 * f * max(1 - f, 0.0)) if f > 2.0 / 3.0 else 1 - f / 2
+            g = g + cn * c * x
+            nrm = g.norm()
+            it += 1
+            if not bool(nrm > 0):
+                done = True
+                break
+            xn = g / nrm
+            diff = float((xn - x).norm())
+            x = xn
+            if diff < tol:
+                done = True
+                break
+            if diff < sw:
+                break
+        if done or it >= maxiter:
+            break
+        fprev, xp = 0.0, x
+        for s in range(NEWTON_STEPS):
+            if it >= maxiter:
+                break
+            f, g, L = _newton_system(V, x, idx)
+            if s > 0 and f < fprev - fslack * max(fprev, 1.0):  # the last step lowered F: undo it
+                x = xp
+                break
+            if L is None:
+                break
+            it += 1
+            xp, fprev = x, f
+            z = torch.cholesky_solve((g - f * x)[:, None], L)[:, 0]
+            xn = x + z
+            xn = xn / xn.norm()
+            step = float((xn - x).norm())
+            if not step < 2:  # not finite: undo
+                break
+            x = xn
+            if step < tol:
+                done = True
+                break
+        sw *= NEWTON_SHRINK
+    alpha, _ = contract(V, x[None])
+    return x, float((alpha * alpha).sum())
+
+
 def _householder(z: torch.Tensor) -> torch.Tensor:
     """h with (I - h h^T) z = -+|z| e_last, |h|^2 = 2 (the native kernels' convention)."""
     k = z.shape[0]
@@ -102,8 +185,9 @@ def _start(V: torch.Tensor, k: int, c: torch.Tensor, g: torch.Tensor, idx: torch
 
 def extract(V: torch.Tensor, D1: torch.Tensor, U: torch.Tensor, G: torch.Tensor, C: torch.Tensor, odd: bool,
             maxiter: int, tol: float, cn: float, frestol: float):
-    """All R components of SPM with Householder deflation after each but the last (the
-    contract of ``spm_extract_cpu`` in csrc/include/sl/spm.h): returns weights (R,),
+    """All R components of SPM (each the best of the searches from its starts, see
+    ``search``) with Householder deflation after each but the last (the contract of
+    ``spm_extract_cpu`` in csrc/include/sl/spm.h): returns weights (R,),
     factors (R, d) (row k-1 = component k) and the best F per component (R,)."""
     d = G.shape[-1]
     R = V.shape[1]
@@ -122,10 +206,10 @@ def extract(V: torch.Tensor, D1: torch.Tensor, U: torch.Tensor, G: torch.Tensor,
         Vk = V[:, :k].contiguous()
         for t in range(nt):
             x0 = _start(V, k, C[j, t], G[j, t], idx)
-            X, f, _ = power(Vk, x0[None], maxiter, tol, cn)
-            if best is None or float(f[0]) > best:
-                best, xb = float(f[0]), X[0]
-            if 1.0 - float(f[0]) < frestol:
+            x, f = search(Vk, x0, maxiter, tol, cn)
+            if best is None or f > best:
+                best, xb = f, x
+            if 1.0 - f < frestol:
                 break
         alpha = Vk.T @ (cpair * xb[iu[0]] * xb[iu[1]])
         Dk = D1[:k, :k]

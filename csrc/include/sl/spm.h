@@ -46,9 +46,19 @@ Status spm_power_cuda(int dtype, const SpmShape& s, const void* V, void* X, void
 
 // The whole extraction loop of SPM (components k = R, R-1, ..., 1), one call:
 //   per component: up to `ntries` starts x0 = normalize(sum_r C[j,t,r] V_r G[j,t]) (j = R - k,
-//   the first k entries of C[j,t]), each run through the power iteration above; the start
-//   with the largest F wins (the loop stops at the first with 1 - F < frestol). Then the
-//   weight from the projection alpha = V_k^T (x (x) x):
+//   the first k entries of C[j,t]), each run through the search below; the start with the
+//   largest F wins (the loop stops at the first with 1 - F < frestol).
+//   The search (at most maxiter steps of either kind) is the power iteration above, and,
+//   each time its step |x_new - x| falls below the switch threshold s (first
+//   kSpmNewtonSwitch), up to kSpmNewtonSteps Riemannian Newton steps for max F on the sphere:
+//     W = [M_1 x, ..., M_k x]^T (k, d), alpha = W x, g = W^T alpha, f = |alpha|^2,
+//     A = f I - (2 W^T W + sum_r alpha_r M_r), B = P A P + x x^T (P = I - x x^T),
+//     x_new = normalize(x + B^{-1} (g - f x)).
+//   It stops when a step of either kind is below tol. A Newton attempt ends early when B is
+//   not positive definite (Cholesky fails: no local maximum near x; x is kept) or when
+//   F(x_new) < F(x) - kSpmNewtonSlack eps max(F(x), 1) (the step is undone); then the
+//   power iteration resumes with s <- kSpmNewtonShrink s. Both kinds count as iterations.
+//   Then the weight from the projection alpha = V_k^T (x (x) x):
 //     even (order 4): z = D1 alpha, w = |alpha|^2 / (alpha . z)
 //     odd (order 3):  au = U_k^T x, zu = D1 au, zv = D1^T alpha, w = |au| |alpha| / (alpha . zu)
 //   and, for k > 1, the Householder deflation of V (and U) and D1 to k - 1 columns:
@@ -59,6 +69,10 @@ Status spm_power_cuda(int dtype, const SpmShape& s, const void* V, void* X, void
 // Inputs (row-major, contiguous): V (D, R), D1 (R, R), U (d, R) (odd only), G (R, ntries, d),
 // C (R, ntries, R). Outputs: weights (R), factors (R, d) (row k-1 = component k), fbest (R).
 // Workspace bytes from spm_extract_workspace_bytes (CUDA; the CPU kernel uses host scratch).
+constexpr double kSpmNewtonSwitch = 1e-3;  // first power step size below which Newton is tried
+constexpr int kSpmNewtonSteps = 8;         // Newton steps per attempt
+constexpr double kSpmNewtonShrink = 0.1;   // the switch threshold after a failed attempt
+constexpr double kSpmNewtonSlack = 64;     // F may drop by this many eps (relative) in a Newton step
 std::int64_t spm_extract_workspace_bytes(int dtype, std::int64_t d, std::int64_t R);
 struct SpmExtractArgs {
   std::int64_t d = 0, R = 0, ntries = 1, maxiter = 0;
