@@ -19,12 +19,11 @@ _GATE = 0.5
 
 
 def _cpu_lapack_better(A: torch.Tensor) -> bool:
-    """Where LAPACK's potrf (the pure-torch reference of cholesky_small, same contract)
-    beats the native CPU Cholesky, measured on the 2-core AMX Xeon of CI (1 thread; n in
-    16..256, batch in 1..256): for one to three matrices (about 2x at n = 74 and 256) and
-    above n = 128; the native kernel wins on batches (2-3.5x at batch 16-256, n <= 128).
-    (The native triangular inverse beat the same-contract reference at every size tried.)
-    CUDA has its own rule inside the ops."""
+    """Where LAPACK (potrf, trsm) beats the native CPU Cholesky and triangular inverse,
+    measured on the 2-core AMX Xeon of CI (1 and 2 threads; n in 16..256, batch in
+    1..256): for one to three matrices (about 2x at n = 74 and 256, the native calls
+    also paying the custom-op dispatch) and above n = 128; the native Cholesky wins on
+    batches (2-3.5x at batch 16-256, n <= 128). CUDA has its own rule inside the ops."""
     if A.device.type != "cpu":
         return False
     n = A.shape[-1]
@@ -32,20 +31,29 @@ def _cpu_lapack_better(A: torch.Tensor) -> bool:
     return batch < 4 or n > 128
 
 
+def _failed_to_zero(X: torch.Tensor, info: torch.Tensor) -> torch.Tensor:
+    return torch.where((info > 0).unsqueeze(-1).unsqueeze(-1), torch.zeros((), dtype=X.dtype, device=X.device), X)
+
+
 def _chol(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L, info) of the Gram matrices G: info > 0 where the factorization broke down (that
+    element's L is zero, so the CholeskyQR built on it gives a finite Q = 0)."""
     if G.shape[-1] <= _MAX_NATIVE and not _cpu_lapack_better(G):
         return torch.ops.subspace_linalg.cholesky_small.default(G)
-    from .reference.small_dense import cholesky_small
-
-    return cholesky_small(G)
+    L, info = torch.linalg.cholesky_ex(G)
+    return _failed_to_zero(L, info), info
 
 
 def _tinv(L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    if L.shape[-1] <= _MAX_NATIVE:
+    """(L^{-1}, info) of lower triangular L: info > 0 (and X zero) where a diagonal entry is
+    zero or not finite."""
+    if L.shape[-1] <= _MAX_NATIVE and not _cpu_lapack_better(L):
         return torch.ops.subspace_linalg.tril_inverse_small.default(L)
-    from .reference.small_dense import tril_inverse_small
-
-    return tril_inverse_small(L)
+    d = torch.diagonal(L, dim1=-2, dim2=-1)
+    info = ((d == 0) | ~torch.isfinite(d)).any(-1).to(torch.int32)
+    eye = torch.eye(L.shape[-1], dtype=L.dtype, device=L.device)
+    X = torch.linalg.solve_triangular(L, eye, upper=False)
+    return _failed_to_zero(X, info), info
 
 
 def _gram(Y: torch.Tensor) -> torch.Tensor:
