@@ -14,6 +14,7 @@ import torch
 from ._results import SVDResult
 
 from .orth import cholqr2 as _cholqr2  # sync-free CholeskyQR2 returning (Q, ok)
+from .orth import cholqr2_factored as _cholqr2_factored  # the same as (Q1, T, R, ok), Q = Q1 T, Y = Q R
 from .orth import cholqr_span as _cholqr_span  # one sync-free CholeskyQR pass returning (Q, ok)
 from .orth import orthonormalize as _orthonormalize
 from .small_dense import svd_small as _svd_small
@@ -32,6 +33,12 @@ def orthonormalize_flagged(Y: torch.Tensor):
     None when the method cannot fail) is False where Q must not be trusted; those elements
     are to be recomputed with :func:`orthonormalize`."""
     return _cholqr2(Y)
+
+
+def orthonormalize_flagged_factored(Y: torch.Tensor):
+    """As :func:`orthonormalize_flagged`, returning ``(Q1, T, R, ok)`` with Q = Q1 @ T and
+    Y = Q @ R (T, R small upper triangular): the caller applies T to small matrices only."""
+    return _cholqr2_factored(Y)
 
 
 def orthonormalize_flagged_span(Y: torch.Tensor):

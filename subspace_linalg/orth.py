@@ -60,12 +60,19 @@ def _gram(Y: torch.Tensor) -> torch.Tensor:
     return Y.mT @ Y
 
 
+def _chol_inv(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(X = L^{-1}, L, ok) for the Gram matrices G = L L^T; a failed element (Cholesky
+    breakdown, zero pivot) gets X = 0 and ok False."""
+    L, info = _chol(G)
+    X, info2 = _tinv(L)
+    return X, L, (info == 0) & (info2 == 0)
+
+
 def _cholqr_from(Y: torch.Tensor, G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One CholeskyQR pass from the Gram G of Y: (Q = Y L^{-T}, L, ok). A failed element
     (Cholesky breakdown, zero pivot) gets Q = 0 (finite) and ok False."""
-    L, info = _chol(G)
-    X, info2 = _tinv(L)
-    return Y @ X.mT, L, (info == 0) & (info2 == 0)
+    X, L, ok = _chol_inv(G)
+    return Y @ X.mT, L, ok
 
 
 def _cholqr1(Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,8 +86,11 @@ def _cholqr1(Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return Q, ok & (d.amax(-1) <= d.amin(-1) / math.sqrt(u))
 
 
-def _cholqr2(Y: torch.Tensor, G: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """CholeskyQR2 on (B, m, k) with a per-element acceptance flag. The first pass's factor
+def _cholqr2_factored(Y: torch.Tensor, G: torch.Tensor | None = None):
+    """CholeskyQR2 on (B, m, k) with its second product left undone: ``(Q1, T, R, ok)`` with
+    Q = Q1 T orthonormal (T = L2^{-T}, upper triangular k x k) and Y = Q R (R = L2^T L1^T,
+    upper triangular). A caller that only multiplies Q by small matrices saves the m k^2
+    GEMM of the second pass (and the one of R = Q^T Y). The flag: the first pass's factor
     must be usable (no breakdown; diag(L) ratio <= u^{-1/2}, i.e. a Gram condition estimate
     below 1/u) and its Q1 nearly orthonormal (||Q1^T Q1 - I||_F <= 1/2)."""
     dt = Y.dtype
@@ -95,9 +105,16 @@ def _cholqr2(Y: torch.Tensor, G: torch.Tensor | None = None) -> tuple[torch.Tens
     G2 = _gram(Q1)
     eye = torch.eye(k, dtype=dt, device=Y.device)
     dev = torch.linalg.matrix_norm(G2 - eye)
-    Q, _, ok2 = _cholqr_from(Q1, G2)
+    X2, L2, ok2 = _chol_inv(G2)
     ok = ok1 & ok2 & cond_ok & (dev <= _GATE)  # dev NaN/inf -> False
-    return Q, ok
+    return Q1, X2.mT, (L1 @ L2).mT, ok
+
+
+def _cholqr2(Y: torch.Tensor, G: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """CholeskyQR2 on (B, m, k) with a per-element acceptance flag (see
+    :func:`_cholqr2_factored`)."""
+    Q1, T, _, ok = _cholqr2_factored(Y, G)
+    return Q1 @ T, ok
 
 
 def _shifted_cholqr3(Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -155,6 +172,27 @@ def cholqr2(Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     bfloat16 inputs are computed in float32; no finiteness check (a non-finite Y gives
     ok False)."""
     return _flagged("cholqr2", Y, _cholqr2)
+
+
+def cholqr2_factored(Y: torch.Tensor):
+    """:func:`cholqr2` with its last product left to the caller: ``(Q1, T, R, ok)`` with
+    Q = Q1 @ T orthonormal (T upper triangular (..., k, k)), Y = Q @ R (R upper triangular)
+    and ok as in cholqr2. For pipelines that only multiply Q by small matrices
+    (Q (T W) instead of (Q1 T) W), saving the m k^2 GEMMs of the second product and of
+    R = Q^T Y. No host synchronization."""
+    fn = "cholqr2_factored"
+    _validate.check_tensor(fn, "Y", Y, dtypes=ALL_FLOATING, min_ndim=2)
+    m, k = Y.shape[-2], Y.shape[-1]
+    if m < k:
+        raise ValueError(f"{fn}: Y must be tall (..., m, k) with m >= k, got shape {tuple(Y.shape)}")
+    dt = compute_dtype(Y.dtype)
+    batch = Y.shape[:-2]
+    if Y.numel() == 0:
+        eye = torch.eye(k, dtype=dt, device=Y.device).expand(batch + (k, k))
+        return (torch.empty(Y.shape, dtype=dt, device=Y.device), eye, torch.zeros(batch + (k, k), dtype=dt, device=Y.device),
+                torch.ones(batch, dtype=torch.bool, device=Y.device))
+    Q1, T, R, ok = _cholqr2_factored(Y.to(dt).reshape((-1, m, k)))
+    return Q1.reshape(Y.shape), T.reshape(batch + (k, k)), R.reshape(batch + (k, k)), ok.reshape(batch)
 
 
 def cholqr_span(Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

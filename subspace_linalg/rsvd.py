@@ -206,10 +206,11 @@ def _rsvd_adaptive(A, max_rank, tol, q, generator) -> SVDResult:
     Q, B, E2, target2 = core.adaptive_qb(A, tol, max_rank, min(_ADAPTIVE_BLOCK, d), q, generator,
                                          cancel_tol2=_CANCEL * eps(A.dtype))
     # (the final factorization uses the robust orthonormalization: one call, outside any loop)
-    Qp, Ur, S, Vrh = core.svd_tall(B.mT)  # B^T = Qp Ur S Vrh  ->  A ~= (Q Vrh^T) S (Qp Ur)^T
+    Qp, Tp, Ur, S, Vrh = core.svd_tall(B.mT)  # B^T = (Qp Tp) Ur S Vrh  ->  A ~= (Q Vrh^T) S (Qp Tp Ur)^T
     k = core.choose_rank(S, E2, target2)
     U = Q @ Vrh[..., :k, :].mT
-    Vh = Ur[..., :, :k].mT @ Qp.mT
+    Ur = Ur[..., :, :k]
+    Vh = (Ur if Tp is None else Tp @ Ur).mT @ Qp.mT
     return core.fix_signs(SVDResult(U, S[..., :k], Vh))
 
 
