@@ -27,12 +27,9 @@ struct Work {
   T* x;
 };
 
-// alpha = V^T (x (x) x), grad = sum_r alpha_r V_r x; returns f = grad . x
-// V (D, R) with row stride ld >= R (the first R columns are the basis)
+// y = x (x) x in the packed symmetric layout (c_p x_i x_j, c = 1 on the diagonal, 2 off it)
 template <typename T>
-T contract_ld(std::int64_t d, std::int64_t R, std::int64_t ld, const T* __restrict V, const T* __restrict x,
-              T* __restrict y, T* __restrict u, T* __restrict alpha, T* __restrict g) {
-  const std::int64_t D = d * (d + 1) / 2;
+inline void pack_outer(std::int64_t d, const T* __restrict x, T* __restrict y) {
   std::int64_t p = 0;
   for (std::int64_t i = 0; i < d; ++i) {
     const T xi = x[i];
@@ -40,6 +37,34 @@ T contract_ld(std::int64_t d, std::int64_t R, std::int64_t ld, const T* __restri
     const T two_xi = T(2) * xi;
     for (std::int64_t j = i + 1; j < d; ++j) y[p++] = two_xi * x[j];
   }
+}
+
+// g = U x with U the symmetric d x d matrix whose packed entries are u; returns g . x
+template <typename T>
+inline T packed_symv_dot(std::int64_t d, const T* __restrict u, const T* __restrict x, T* __restrict g) {
+  std::int64_t p = 0;
+  for (std::int64_t i = 0; i < d; ++i) g[i] = T(0);
+  for (std::int64_t i = 0; i < d; ++i) {
+    const T xi = x[i];
+    T gi = u[p++] * xi;
+    for (std::int64_t j = i + 1; j < d; ++j, ++p) {
+      gi += u[p] * x[j];
+      g[j] += u[p] * xi;
+    }
+    g[i] += gi;
+  }
+  T f = T(0);
+  for (std::int64_t i = 0; i < d; ++i) f += g[i] * x[i];
+  return f;
+}
+
+// alpha = V^T (x (x) x), grad = sum_r alpha_r V_r x; returns f = grad . x
+// V (D, R) with row stride ld >= R (the first R columns are the basis)
+template <typename T>
+T contract_ld(std::int64_t d, std::int64_t R, std::int64_t ld, const T* __restrict V, const T* __restrict x,
+              T* __restrict y, T* __restrict u, T* __restrict alpha, T* __restrict g) {
+  const std::int64_t D = d * (d + 1) / 2;
+  pack_outer(d, x, y);
   for (std::int64_t r = 0; r < R; ++r) alpha[r] = T(0);
   for (std::int64_t q = 0; q < D; ++q) {
     const T* __restrict row = V + q * ld;
@@ -54,20 +79,7 @@ T contract_ld(std::int64_t d, std::int64_t R, std::int64_t ld, const T* __restri
     for (std::int64_t r = 0; r < R; ++r) acc += row[r] * alpha[r];
     u[q] = acc;
   }
-  for (std::int64_t i = 0; i < d; ++i) g[i] = T(0);
-  p = 0;
-  for (std::int64_t i = 0; i < d; ++i) {
-    T gi = u[p++] * x[i];
-    const T xi = x[i];
-    for (std::int64_t j = i + 1; j < d; ++j, ++p) {
-      gi += u[p] * x[j];
-      g[j] += u[p] * xi;
-    }
-    g[i] += gi;
-  }
-  T f = T(0);
-  for (std::int64_t i = 0; i < d; ++i) f += g[i] * x[i];
-  return f;
+  return packed_symv_dot(d, u, x, g);
 }
 
 template <typename T>
@@ -286,30 +298,11 @@ T ext_contract(const Ext<T>& e, const T* __restrict x) {
   const std::int64_t d = e.d, D = e.D, k = e.k;
   T* __restrict y = e.y;
   T* __restrict u = e.u;
-  std::int64_t p = 0;
-  for (std::int64_t i = 0; i < d; ++i) {
-    const T xi = x[i];
-    y[p++] = xi * xi;
-    const T two_xi = T(2) * xi;
-    for (std::int64_t j = i + 1; j < d; ++j) y[p++] = two_xi * x[j];
-  }
+  pack_outer(d, x, y);
   rows_dot(e.Vt, k, D, y, e.alpha);
   rows_combine(e.Vt, k, D, e.alpha, u);
   T* __restrict g = e.g;
-  for (std::int64_t i = 0; i < d; ++i) g[i] = T(0);
-  p = 0;
-  for (std::int64_t i = 0; i < d; ++i) {
-    const T xi = x[i];
-    T gi = u[p++] * xi;
-    for (std::int64_t j = i + 1; j < d; ++j, ++p) {
-      gi += u[p] * x[j];
-      g[j] += u[p] * xi;
-    }
-    g[i] += gi;
-  }
-  T f = T(0);
-  for (std::int64_t i = 0; i < d; ++i) f += g[i] * x[i];
-  return f;
+  return packed_symv_dot(d, u, x, g);
 }
 
 // The Riemannian Newton system at x (unit) for max F on the sphere: with

@@ -85,6 +85,33 @@ __global__ void spm_contract_kernel(SpmShape s, const T* __restrict__ V, const T
   contract_block<T>(s.d, s.R, s.R, V, X + b * s.d, y, u, alpha + b * s.R, grad + b * s.d, red);
 }
 
+// One step of the shifted power iteration (SS-HOPM with the adaptive shift) at the unit x,
+// in place; returns false (uniform across the block) when the shifted gradient is zero,
+// else sets *diff = |x_new - x|.
+template <typename T>
+__device__ bool shifted_power_step(std::int64_t d, std::int64_t R, std::int64_t ld, const T* __restrict__ V,
+                                   T* __restrict__ x, T cn, T* y, T* u, T* alpha, T* g, T* red, T* diff) {
+  const T f = contract_block<T>(d, R, ld, V, x, y, u, alpha, g, red);
+  const T c = f > T(2) / T(3) ? sqrt(T(2) * f * (f < T(1) ? T(1) - f : T(0))) : T(1) - f / T(2);
+  const T sh = cn * c;
+  T part = T(0);
+  for (std::int64_t i = threadIdx.x; i < d; i += blockDim.x) {
+    const T v = g[i] + sh * x[i];
+    g[i] = v;
+    part += v * v;
+  }
+  const T nrm = sqrt(block_sum(part, red));
+  if (!(nrm > T(0))) return false;  // uniform across the block
+  part = T(0);
+  for (std::int64_t i = threadIdx.x; i < d; i += blockDim.x) {
+    const T xn = g[i] / nrm;
+    part += (xn - x[i]) * (xn - x[i]);
+    x[i] = xn;
+  }
+  *diff = sqrt(block_sum(part, red));  // synchronizes: x is visible afterwards
+  return true;
+}
+
 template <typename T>
 __device__ T power_block(std::int64_t d, std::int64_t R, std::int64_t ld, const T* __restrict__ V, T* __restrict__ x,
                          std::int64_t maxiter, T tol, T cn, T* y, T* u, T* alpha, T* g, T* red, std::int64_t* it_out);
@@ -118,26 +145,10 @@ __device__ T power_block(std::int64_t d, std::int64_t R, std::int64_t ld, const 
                          std::int64_t maxiter, T tol, T cn, T* y, T* u, T* alpha, T* g, T* red, std::int64_t* it_out) {
   std::int64_t it = 0;
   while (it < maxiter) {
-    const T f = contract_block<T>(d, R, ld, V, x, y, u, alpha, g, red);
-    const T c = f > T(2) / T(3) ? sqrt(T(2) * f * (f < T(1) ? T(1) - f : T(0))) : T(1) - f / T(2);
-    const T sh = cn * c;
-    T part = T(0);
-    for (std::int64_t i = threadIdx.x; i < d; i += blockDim.x) {
-      const T v = g[i] + sh * x[i];
-      g[i] = v;
-      part += v * v;
-    }
-    const T nrm = sqrt(block_sum(part, red));
+    T diff;
+    const bool moved = shifted_power_step<T>(d, R, ld, V, x, cn, y, u, alpha, g, red, &diff);
     ++it;
-    if (!(nrm > T(0))) break;  // uniform across the block
-    part = T(0);
-    for (std::int64_t i = threadIdx.x; i < d; i += blockDim.x) {
-      const T xn = g[i] / nrm;
-      part += (xn - x[i]) * (xn - x[i]);
-      x[i] = xn;
-    }
-    const T diff = sqrt(block_sum(part, red));  // synchronizes: x is visible afterwards
-    if (diff < tol) break;                      // uniform across the block
+    if (!moved || diff < tol) break;  // uniform across the block
   }
   *it_out = it;
   return contract_block<T>(d, R, ld, V, x, y, u, alpha, g, red);
@@ -280,29 +291,10 @@ __device__ T search_block(std::int64_t d, std::int64_t k, std::int64_t ld, const
   bool done = false;
   while (!done && it < maxiter) {
     while (it < maxiter) {  // power iteration
-      const T f = contract_block<T>(d, k, ld, V, x, y, u, alpha, g, red);
-      const T c = f > T(2) / T(3) ? sqrt(T(2) * f * (f < T(1) ? T(1) - f : T(0))) : T(1) - f / T(2);
-      const T sh = cn * c;
-      T part = T(0);
-      for (std::int64_t i = threadIdx.x; i < d; i += blockDim.x) {
-        const T v = g[i] + sh * x[i];
-        g[i] = v;
-        part += v * v;
-      }
-      const T nrm = sqrt(block_sum(part, red));
+      T diff;
+      const bool moved = shifted_power_step<T>(d, k, ld, V, x, cn, y, u, alpha, g, red, &diff);
       ++it;
-      if (!(nrm > T(0))) {  // uniform
-        done = true;
-        break;
-      }
-      part = T(0);
-      for (std::int64_t i = threadIdx.x; i < d; i += blockDim.x) {
-        const T xn = g[i] / nrm;
-        part += (xn - x[i]) * (xn - x[i]);
-        x[i] = xn;
-      }
-      const T diff = sqrt(block_sum(part, red));  // synchronizes: x is visible afterwards
-      if (diff < tol) {
+      if (!moved || diff < tol) {  // uniform across the block
         done = true;
         break;
       }
