@@ -33,15 +33,21 @@ def _exact(inp, y) -> float:
     return float((y.double() - ref.double()).norm() / max(float(ref.double().norm()), 1e-300))
 
 
-def _gather_case(m, n, k, dtype, device) -> Case:
+def _gather_case(m, n, k, dtype, device, scaled: bool = False) -> Case:
     def setup():
         G = _randn((m, n), 1, dtype, device)
         idx = torch.sort(torch.randperm(m, generator=torch.Generator().manual_seed(2))[:k]).values.to(device)
-        return {"G": G, "idx": idx, "ref": G.index_select(0, idx)}
+        s = _randn((k,), 5, dtype, device) if scaled else None
+        ref = G.index_select(0, idx)
+        return {"G": G, "idx": idx, "s": s, "ref": ref * s[:, None] if scaled else ref}
 
-    return Case(SUITE, f"gather_rows {k} of {m}x{n} {_dt(dtype)}", setup,
-                lambda i: sl.gather_rows(i["G"], i["idx"]), _exact, 0.0,
-                [Peer("torch index_select", lambda i: i["G"].index_select(0, i["idx"]))],
+    def peer(i):
+        R = i["G"].index_select(0, i["idx"])
+        return R * i["s"][:, None] if scaled else R
+
+    name = f"gather_rows{' scaled' if scaled else ''} {k} of {m}x{n} {_dt(dtype)}"
+    return Case(SUITE, name, setup, lambda i: sl.gather_rows(i["G"], i["idx"], scale=i["s"]), _exact, 0.0,
+                [Peer("torch index_select" + (" * s (Grass's P G)" if scaled else ""), peer)],
                 bytes_moved=2 * k * n * _esize(dtype), params={"m": m, "n": n, "k": k, "dtype": _dt(dtype)})
 
 
@@ -149,6 +155,7 @@ def cases(device: str, dtype: torch.dtype, quick: bool) -> list[Case]:
     return [
         _gather_case(4096, 4096, 512, dtype, device),
         _gather_case(11008, 4096, 1024, dtype, device),
+        _gather_case(11008, 4096, 1024, dtype, device, scaled=True),
         _scatter_case(4096, 4096, 512, dtype, device, False),
         _scatter_case(4096, 4096, 512, dtype, device, True),
         _scatter_case(11008, 4096, 1024, dtype, device, True),
