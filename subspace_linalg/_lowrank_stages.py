@@ -4,8 +4,8 @@
 (the same without any host synchronization, with a per-element success flag, for the
 power iterations), ``orthonormalize_flagged_span(Y) -> (Q, ok)`` (one CholeskyQR pass: a
 well-conditioned basis of range(Y), for the intermediate passes) and ``svd_small(R) -> SVDResult`` for (..., l, l). They come from ``subspace_linalg.orth`` / ``subspace_linalg.small_dense``
-(native CholeskyQR2 with fallbacks, batched Jacobi). Everything in rsvd.py calls these
-two names only, so swapping the implementation touches this file alone.
+(native CholeskyQR2 with fallbacks, batched Jacobi). The drivers call these names only,
+so swapping the implementation touches this file alone.
 """
 from __future__ import annotations
 

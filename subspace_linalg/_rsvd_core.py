@@ -103,6 +103,11 @@ def qmul(Q1, T, W):
     return Q1 @ (W if T is None else T @ W)
 
 
+def qmul_t(Q1, T, W):
+    """((Q1 T) W)^T as (T W)^T Q1^T, contiguous."""
+    return (W if T is None else T @ W).mT @ Q1.mT
+
+
 def robust(run, A, *starts):
     """``run(A, *starts, orth=...)`` (a tuple of tensors with A's batch dims in front) with
     the sync-free flagged orthonormalization; then one host read of the flags, and the
@@ -202,10 +207,10 @@ def factor(P, X, left, k, svd=svd_small, orth=orthonormalize) -> SVDResult:
     Ur, S, Vrh = Ur[..., :, :k], S[..., :k], Vrh[..., :k, :]
     if left:  # A ~= X (Qp Ur S Vrh)^T = (X Vrh^T) S (Qp Ur)^T
         U = qmul(Qx, Tx, Vrh.mT)
-        Vh = (Ur if Tp is None else Tp @ Ur).mT @ Qp.mT
+        Vh = qmul_t(Qp, Tp, Ur)
     else:  # A ~= Qp Ur S (X Vrh^T)^T
         U = qmul(Qp, Tp, Ur)
-        Vh = (Vrh if Tx is None else Vrh @ Tx.mT) @ Qx.mT
+        Vh = qmul_t(Qx, Tx, Vrh.mT)
     return SVDResult(U, S, Vh)
 
 

@@ -183,12 +183,11 @@ def rsvd(A: torch.Tensor, rank: int | None, *, oversample: int = 10, power_iters
     At = A.mT if flip else A
     passes = 2 * q + 1 if init is None else max(2 * q, 1)
     # mixed precision: every product but the last two from A in pass_dtype (the sketch counts)
-    nlow = 0 if pass_dtype is None else passes + (init is None) - 2
-    Alow = None
-    if nlow > 0:
-        Alow = (Ain.mT if flip else Ain).to(pass_dtype)  # no copy when A already is in pass_dtype
-    X0 = core.start_block(At, l, init, generator, Alow if init is None and nlow > 0 else None)
-    nlow -= init is None and nlow > 0
+    low_products = 0 if pass_dtype is None else passes + (init is None) - 2
+    Alow = (Ain.mT if flip else Ain).to(pass_dtype) if low_products > 0 else None  # no copy if A is in it
+    sketch_low = init is None and Alow is not None
+    X0 = core.start_block(At, l, init, generator, Alow if sketch_low else None)
+    nlow = low_products - sketch_low  # of the passes after the sketch
     kiters = q if method == "block_krylov" else None
 
     def run(A_, X0_, *low, orth):
@@ -209,8 +208,7 @@ def _rsvd_adaptive(A, max_rank, tol, q, generator) -> SVDResult:
     Qp, Tp, Ur, S, Vrh = core.svd_tall(B.mT)  # B^T = (Qp Tp) Ur S Vrh  ->  A ~= (Q Vrh^T) S (Qp Tp Ur)^T
     k = core.choose_rank(S, E2, target2)
     U = Q @ Vrh[..., :k, :].mT
-    Ur = Ur[..., :, :k]
-    Vh = (Ur if Tp is None else Tp @ Ur).mT @ Qp.mT
+    Vh = core.qmul_t(Qp, Tp, Ur[..., :, :k])
     return core.fix_signs(SVDResult(U, S[..., :k], Vh))
 
 
