@@ -1,4 +1,9 @@
-"""Timing: warm-up, then the median of repeats (CUDA events on GPU, perf_counter on CPU)."""
+"""Timing: warm-up, then the median of repeats (CUDA events on GPU, perf_counter on CPU).
+
+``time_interleaved`` times ours and the peers of one case round-robin (one run of each per
+round), so that drift on a shared machine (a neighbour's load, the memory bandwidth and
+last-level cache it takes) lands on every function alike and the ratios stay comparable;
+each function still gets its own repeat count from its first run."""
 from __future__ import annotations
 
 import statistics
@@ -39,6 +44,41 @@ def time_fn(fn: Callable[[], Any], device: str, *, budget_s: float = 1.0, min_re
             fn()
             times.append(time.perf_counter() - t0)
     return {"median_s": statistics.median(times), "min_s": min(times), "repeats": reps}
+
+
+def _once(fn: Callable[[], Any], device: str) -> float:
+    if device.startswith("cuda"):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def time_interleaved(fns: list[Callable[[], Any]], device: str, *, budget_s: float = 1.0, min_repeats: int = 3,
+                     max_repeats: int = 50, warmup: int = 1) -> list[dict]:
+    """``time_fn`` for several functions at once, round-robin: after a warm-up and one
+    timed run of each (which sets its repeat count from ``budget_s``), every round runs
+    each function that still needs repeats once. One dict per function, as ``time_fn``."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    _sync(device)
+    reps = []
+    times: list[list[float]] = []
+    for fn in fns:
+        first = _once(fn, device)
+        reps.append(int(min(max_repeats, max(min_repeats, budget_s / max(first, 1e-6)))))
+        times.append([])
+    for r in range(max(reps)):
+        for i, fn in enumerate(fns):
+            if r < reps[i]:
+                times[i].append(_once(fn, device))
+    return [{"median_s": statistics.median(ts), "min_s": min(ts), "repeats": n} for ts, n in zip(times, reps)]
 
 
 def copy_bandwidth(device: str, nbytes: int | None = None) -> float:

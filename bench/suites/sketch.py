@@ -47,7 +47,9 @@ def _gather_case(m, n, k, dtype, device, scaled: bool = False) -> Case:
 
     name = f"gather_rows{' scaled' if scaled else ''} {k} of {m}x{n} {_dt(dtype)}"
     return Case(SUITE, name, setup, lambda i: sl.gather_rows(i["G"], i["idx"], scale=i["s"]), _exact, 0.0,
-                [Peer("torch index_select" + (" * s (Grass's P G)" if scaled else ""), peer)],
+                [Peer("torch index_select" + (" * s (Grass's P G)" if scaled else ""), peer),
+                 Peer("torch indexing G[idx]" + (" * s" if scaled else ""),
+                      lambda i: i["G"][i["idx"]] * i["s"][:, None] if scaled else i["G"][i["idx"]])],
                 bytes_moved=2 * k * n * _esize(dtype), params={"m": m, "n": n, "k": k, "dtype": _dt(dtype)})
 
 
