@@ -63,7 +63,9 @@ def time_interleaved(fns: list[Callable[[], Any]], device: str, *, budget_s: flo
                      max_repeats: int = 50, warmup: int = 1) -> list[dict]:
     """``time_fn`` for several functions at once, round-robin: after a warm-up and one
     timed run of each (which sets its repeat count from ``budget_s``), every round runs
-    each function that still needs repeats once. One dict per function, as ``time_fn``."""
+    each function that still needs repeats once, the order rotated by one each round (what
+    ran just before a function, its caches and thread wake-ups, is spread over all of them).
+    One dict per function, as ``time_fn``."""
     for fn in fns:
         for _ in range(warmup):
             fn()
@@ -74,10 +76,12 @@ def time_interleaved(fns: list[Callable[[], Any]], device: str, *, budget_s: flo
         first = _once(fn, device)
         reps.append(int(min(max_repeats, max(min_repeats, budget_s / max(first, 1e-6)))))
         times.append([])
+    nf = len(fns)
     for r in range(max(reps)):
-        for i, fn in enumerate(fns):
+        for j in range(nf):  # the order rotates every round: each function follows each other one alike
+            i = (j + r) % nf
             if r < reps[i]:
-                times[i].append(_once(fn, device))
+                times[i].append(_once(fns[i], device))
     return [{"median_s": statistics.median(ts), "min_s": min(ts), "repeats": n} for ts, n in zip(times, reps)]
 
 

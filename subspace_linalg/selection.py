@@ -28,9 +28,14 @@ class RowSelection(NamedTuple):
 
 
 def _ops():
-    from . import _ops  # noqa: F401  (registers the ops)
+    if not _OPS:
+        from . import _ops  # noqa: F401  (registers the ops)
 
-    return torch.ops.subspace_linalg
+        _OPS.append(torch.ops.subspace_linalg)
+    return _OPS[0]
+
+
+_OPS: list = []
 
 
 def _uniform(shape, generator, device, dtype) -> torch.Tensor:
@@ -167,6 +172,11 @@ def gather_rows(G: torch.Tensor, idx: torch.Tensor, *, scale: torch.Tensor | Non
     dtype. Bitwise equal to ``torch.gather`` (times the scale). An index outside [0, m)
     raises ValueError before any native call. Differentiable in G and scale (the
     adjoint is ``scatter_rows``). Returns a new (..., k, n) tensor of G's dtype."""
+    if (scale is None and isinstance(G, torch.Tensor) and isinstance(idx, torch.Tensor) and G.dim() == 2
+            and idx.dim() == 1 and idx.dtype == torch.int64 and G.dtype in ALL_FLOATING and idx.device == G.device):
+        # the common call (one matrix, one index vector): the checks below all pass, fewer
+        # Python steps (the call often follows a pass that evicted the interpreter's caches)
+        return _ops().gather_rows.default(G.unsqueeze(0), idx.unsqueeze(0), None).squeeze(0)
     fn = "gather_rows"
     _validate.check_tensor(fn, "G", G, dtypes=ALL_FLOATING, min_ndim=2)
     _check_index(fn, idx)

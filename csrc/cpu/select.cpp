@@ -1,7 +1,9 @@
-// CPU gather / scatter of rows with an optional per-row scale. OpenMP over rows in
-// chunks handed out dynamically (a thread descheduled on a shared machine does not hold
-// the others up). Gathers copy whole rows (memcpy when unscaled and contiguous); scatters
-// into existing data run over (batch, run of equal indices, column block); a scatter into
+// CPU gather / scatter of rows with an optional per-row scale. Gathers copy whole rows
+// (memcpy when unscaled and contiguous), OpenMP over rows split statically (each thread
+// one contiguous block of output rows: measured 2-4% faster than dynamic chunks of rows on
+// an AMD EPYC, 2 threads). Scatters, whose runs differ in cost, hand out chunks
+// dynamically (a thread descheduled on a shared machine does not hold the others up);
+// into existing data they run over (batch, run of equal indices, column block); a scatter into
 // fresh data (zero_fill) runs over (batch, block of output rows), writing every row once:
 // zero, or the sum of its run. Each output row is owned by one thread and summed in
 // increasing j whatever the thread count.
@@ -151,7 +153,7 @@ Status gather(const Mat3View& src, const RowIndex& ix, const Mat3View& out) {
   const std::int64_t B = src.B, K = ix.K, C = src.C, N = B * K;
   if (out.sc == 1 && out.sr == C && out.sb == K * C)  // every element of out is written
     advise_huge_pages(out.data, static_cast<std::size_t>(N * C) * sizeof(T));
-#pragma omp parallel for schedule(dynamic, chunk_rows(C)) if (N * C > kParallelMin)
+#pragma omp parallel for schedule(static) if (N * C > kParallelMin)
   for (std::int64_t t = 0; t < N; ++t) {
     const std::int64_t b = t / K, j = t - b * K;
     const std::int64_t r = ix.idx[b * ix.idx_sb + j];
