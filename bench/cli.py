@@ -10,6 +10,7 @@ import platform
 import pkgutil
 import socket
 import subprocess
+import time
 import sys
 import traceback
 
@@ -93,6 +94,9 @@ def _fmt_t(t: float | None) -> str:
     return f"{t * 1e6:.1f} us"
 
 
+_SETTLE_S = 0.2  # seconds of pause before each timing block
+
+
 def run_case(case, device: str, budget: float, copy_gbps: float | None) -> dict:
     row = {"suite": case.suite, "name": case.name, "params": case.params, "note": case.note}
     try:
@@ -120,18 +124,32 @@ def run_case(case, device: str, budget: float, copy_gbps: float | None) -> dict:
             pres = peer.fn(inputs)
             if peer.check:
                 pr["error"] = float(case.check(inputs, pres))
-            timed.append((pr, peer.fn))
+            timed.append((pr, peer.fn, peer.timed_apart))
         except Exception as exc:
             pr["status"] = f"failed: {type(exc).__name__}: {str(exc)[:120]}"
         peers.append(pr)
-    fns = [lambda: case.ours(inputs)] + [lambda f=f: f(inputs) for _, f in timed]
+    # ours and the torch peers round-robin; the peers on another BLAS runtime after, each in
+    # its own block, with a pause before every timing block for spinning workers to settle
+    rr = [(pr, f) for pr, f, apart in timed if not apart]
+    fns = [lambda: case.ours(inputs)] + [lambda f=f: f(inputs) for _, f in rr]
+    time.sleep(_SETTLE_S)
     try:
         res = time_interleaved(fns, device, budget_s=budget)
     except Exception as exc:  # a peer failing only under repetition: time ours alone
-        for pr, _ in timed:
+        for pr, _ in rr:
             pr["status"] = f"failed: {type(exc).__name__}: {str(exc)[:120]}"
-        timed = []
+        rr = []
         res = time_interleaved(fns[:1], device, budget_s=budget)
+    for pr, f, apart in timed:
+        if not apart:
+            continue
+        time.sleep(_SETTLE_S)
+        try:
+            rr.append((pr, f))
+            res += time_interleaved([lambda f=f: f(inputs)], device, budget_s=budget)
+        except Exception as exc:
+            rr.pop()
+            pr["status"] = f"failed: {type(exc).__name__}: {str(exc)[:120]}"
     t = res[0]
     row.update(status="ok", ours_s=t["median_s"], ours_min_s=t["min_s"], repeats=t["repeats"])
     if case.bytes_moved:
@@ -140,7 +158,7 @@ def run_case(case, device: str, budget: float, copy_gbps: float | None) -> dict:
             row["frac_of_copy_bw"] = row["ours_gbps"] / copy_gbps
     if case.flops:
         row["ours_gflops"] = case.flops / t["median_s"] / 1e9
-    for (pr, _), tp in zip(timed, res[1:]):
+    for (pr, _), tp in zip(rr, res[1:]):
         pr.update(status="ok", time_s=tp["median_s"], min_s=tp["min_s"], repeats=tp["repeats"],
                   ratio=tp["median_s"] / t["median_s"])
     row["peers"] = peers
@@ -265,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
                "command": "subspace-linalg bench " + " ".join(argv if argv is not None else sys.argv[1:]),
                "git_sha": _git_sha(), "machine": machine_facts(device), "dtype": args.dtype, "quick": quick,
                "copy_gbps": copy_gbps,
-               "timing": "median of repeats; ours and the peers of a case timed round-robin (bench/_timing.py)",
+               "timing": "median of repeats; ours and the torch peers of a case round-robin, peers on other runtimes "
+                         "(NumPy/SciPy BLAS) in blocks of their own after a pause (bench/cli.py, bench/_timing.py)",
                "rows": rows}
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:

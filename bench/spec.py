@@ -15,6 +15,15 @@ class Peer:
     fn: Callable[[dict], Any]
     requires: tuple[str, ...] = ()
     check: bool = True  # check the peer's result with the case's check too
+    # timed in a block of its own after a pause, not round-robin with ours: default for
+    # peers that need extra packages (NumPy/SciPy/TensorLy/scikit-learn run on their own
+    # BLAS, whose worker threads keep spinning for a while after each call and would slow
+    # whatever runs next on a 2-core machine)
+    apart: bool | None = None
+
+    @property
+    def timed_apart(self) -> bool:
+        return bool(self.requires) if self.apart is None else self.apart
 
     def missing(self) -> str | None:
         for mod in self.requires:
