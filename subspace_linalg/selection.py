@@ -176,13 +176,15 @@ def gather_rows(G: torch.Tensor, idx: torch.Tensor, *, scale: torch.Tensor | Non
             and idx.dim() == 1 and idx.dtype == torch.int64 and G.dtype in ALL_FLOATING and idx.device == G.device):
         # the common call (one matrix, one index vector): the checks below all pass, fewer
         # Python steps (the call often follows a pass that evicted the interpreter's caches)
-        return _ops().gather_rows.default(G.unsqueeze(0), idx.unsqueeze(0), None).squeeze(0)
+        op = _ops().gather_rows if G.requires_grad and torch.is_grad_enabled() else _ops().gather_rows_nograd
+        return op.default(G.unsqueeze(0), idx.unsqueeze(0), None).squeeze(0)
     fn = "gather_rows"
     _validate.check_tensor(fn, "G", G, dtypes=ALL_FLOATING, min_ndim=2)
     _check_index(fn, idx)
     _check_devices(fn, G, idx, scale, "G")
     Gb, ib, sb = _flat_batch(fn, G, idx, scale, "G")
-    out = _ops().gather_rows.default(Gb, ib, sb)
+    grad = torch.is_grad_enabled() and (G.requires_grad or (sb is not None and sb.requires_grad))
+    out = (_ops().gather_rows if grad else _ops().gather_rows_nograd).default(Gb, ib, sb)
     return out.reshape(G.shape[:-2] + (idx.shape[-1], G.shape[-1]))
 
 

@@ -180,6 +180,7 @@ def test_opcheck_gather_scatter(device):
     idx = torch.tensor([[1, 3, 6], [0, 0, 7]], device=device)
     s = _rand((2, 3), torch.float32, device, 14)
     torch.library.opcheck(torch.ops.subspace_linalg.gather_rows.default, (G, idx, s))
+    torch.library.opcheck(torch.ops.subspace_linalg.gather_rows_nograd.default, (G.detach(), idx, s))
     X = _rand((2, 3, 5), torch.float32, device, 15).requires_grad_()
     torch.library.opcheck(torch.ops.subspace_linalg.scatter_rows.default, (X, idx, s, 8))
     out = torch.zeros(2, 8, 5, device=device)
@@ -195,6 +196,26 @@ def test_compile_fullgraph_gather_scatter():
 
     cf = torch.compile(f, fullgraph=True, backend="aot_eager")
     assert torch.equal(cf(G, idx), f(G, idx))
+    # with a gradient: the autograd op, traced through as well
+    Gr = G.clone().requires_grad_()
+    cg = torch.compile(lambda G, idx: sl.gather_rows(G, idx).square().sum(), fullgraph=True, backend="aot_eager")
+    cg(Gr, idx).backward()
+    expect = torch.zeros_like(G)
+    expect[idx] = 2 * G[idx]
+    assert torch.equal(Gr.grad, expect)
+
+
+def test_gather_picks_the_nograd_op_only_without_gradient():
+    G = _rand((6, 4), torch.float32, "cpu", 17)
+    idx = torch.tensor([0, 4])
+    assert torch.equal(sl.gather_rows(G, idx), G[idx])
+    Gr = G.clone().requires_grad_()
+    out = sl.gather_rows(Gr, idx)
+    assert out.requires_grad and out.grad_fn is not None
+    with torch.no_grad():
+        assert not sl.gather_rows(Gr, idx).requires_grad
+    s = torch.ones(2, requires_grad=True)
+    assert sl.gather_rows(G, idx, scale=s).requires_grad  # a scale that needs its gradient
 
 
 # ---- select_rows ---------------------------------------------------------------------

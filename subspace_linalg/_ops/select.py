@@ -92,12 +92,16 @@ def _index_args(idx: torch.Tensor, scale: Optional[torch.Tensor]):
     return idx, scale, (idx.data_ptr(), idx.shape[-1], isb, sp, ssb)
 
 
-@torch.library.custom_op("subspace_linalg::gather_rows", mutates_args=())
-def gather_rows(G: torch.Tensor, idx: torch.Tensor, scale: Optional[torch.Tensor]) -> torch.Tensor:
-    """out (B, k, n) contiguous: out[b, j] = G[b, idx[b, j]] * scale[b, j]."""
+def _gather_reference(G, idx, scale):
     _check("gather_rows", G, idx, scale)
     check_bounds("gather_rows", idx, G.shape[1])
     return _ref.gather_rows(G, idx, scale)
+
+
+@torch.library.custom_op("subspace_linalg::gather_rows", mutates_args=())
+def gather_rows(G: torch.Tensor, idx: torch.Tensor, scale: Optional[torch.Tensor]) -> torch.Tensor:
+    """out (B, k, n) contiguous: out[b, j] = G[b, idx[b, j]] * scale[b, j]."""
+    return _gather_reference(G, idx, scale)
 
 
 @gather_rows.register_fake
@@ -118,18 +122,39 @@ def _gather_native(G, idx, scale):
     return out
 
 
-@gather_rows.register_kernel("cpu")
-def _(G, idx, scale):
+def _gather_cpu(G, idx, scale):
     _check_eager("gather_rows", G, idx, scale)
     # bounds: the native call checks them before writing (ValueError)
     return _gather_native(G, idx, scale)
 
 
-@gather_rows.register_kernel("cuda")
-def _(G, idx, scale):
+def _gather_cuda(G, idx, scale):
     _check_eager("gather_rows", G, idx, scale)
     check_bounds("gather_rows", idx, G.shape[1])
     return _gather_native(G, idx, scale)
+
+
+gather_rows.register_kernel("cpu")(_gather_cpu)
+gather_rows.register_kernel("cuda")(_gather_cuda)
+
+# subspace_linalg::gather_rows_nograd: the same kernels and contract, registered with
+# torch.library.Library.impl and no autograd formula, for calls that need no gradient
+# (sl.gather_rows picks it then). The custom op's registration (its autograd layer and
+# kernel wrappers) costs 100-230 us per call right after a large copy has evicted the
+# interpreter's caches, as much as the copy itself (scripts/gather_layers.py); this op
+# costs what its kernel function costs.
+_LIB = torch.library.Library("subspace_linalg", "FRAGMENT")
+_LIB.define("gather_rows_nograd(Tensor G, Tensor idx, Tensor? scale) -> Tensor")
+_LIB.impl("gather_rows_nograd", _gather_cpu, "CPU")
+_LIB.impl("gather_rows_nograd", _gather_cuda, "CUDA")
+# other devices: the reference, as the custom op's default
+_LIB.impl("gather_rows_nograd", _gather_reference, "CompositeExplicitAutograd")
+
+
+@torch.library.register_fake("subspace_linalg::gather_rows_nograd", lib=_LIB)
+def _(G, idx, scale):
+    _check("gather_rows", G, idx, scale)
+    return G.new_empty((G.shape[0], idx.shape[-1], G.shape[2]))
 
 
 def _scatter_native(fn, X, idx, scale, out, zero_fill: bool) -> None:
