@@ -10,8 +10,8 @@ import platform
 import pkgutil
 import socket
 import subprocess
-import time
 import sys
+import time
 import traceback
 
 import torch

@@ -140,7 +140,7 @@ gather_rows.register_kernel("cuda")(_gather_cuda)
 # subspace_linalg::gather_rows_nograd: the same kernels and contract, registered with
 # torch.library.Library.impl and no autograd formula, for calls that need no gradient
 # (sl.gather_rows picks it then). The custom op's registration (its autograd layer and
-# kernel wrappers) costs 100-230 us per call right after a large copy has evicted the
+# kernel wrappers) costs 80-230 us per call right after a large copy has evicted the
 # interpreter's caches, as much as the copy itself (scripts/gather_layers.py); this op
 # costs what its kernel function costs.
 _LIB = torch.library.Library("subspace_linalg", "FRAGMENT")
