@@ -76,10 +76,20 @@ def _gram(Y: torch.Tensor) -> torch.Tensor:
 
 def _chol_inv(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(X = L^{-1}, L, ok) for the Gram matrices G = L L^T; a failed element (Cholesky
-    breakdown, zero pivot) gets X = 0 and ok False."""
-    L, info = _chol(G)
-    X, info2 = _tinv(L)
-    return X, L, (info == 0) & (info2 == 0)
+    breakdown, zero pivot) gets X = 0 and L = 0 and ok False. The LAPACK path in 9 torch
+    ops instead of the 23 of _chol then _tinv (a zero or non-finite pivot shows as a
+    non-finite X): these run several times per rsvd call, whose small sizes are
+    op-bound."""
+    k = G.shape[-1]
+    if k <= _MAX_NATIVE and not _cpu_lapack_better(G):
+        L, info = _chol(G)
+        X, info2 = _tinv(L)
+        return X, L, (info == 0) & (info2 == 0)
+    L, info = torch.linalg.cholesky_ex(G)
+    X = torch.linalg.solve_triangular(L, torch.eye(k, dtype=G.dtype, device=G.device), upper=False)
+    ok = (info == 0) & torch.isfinite(X).all((-2, -1))
+    bad = (~ok).view(ok.shape + (1, 1))
+    return X.masked_fill(bad, 0), L.masked_fill(bad, 0), ok
 
 
 def _cholqr_from(Y: torch.Tensor, G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -173,7 +183,7 @@ def _flagged(fn: str, Y: torch.Tensor, impl) -> tuple[torch.Tensor, torch.Tensor
     dt = compute_dtype(Y.dtype)
     if Y.numel() == 0:
         return torch.empty(Y.shape, dtype=dt, device=Y.device), torch.ones(Y.shape[:-2], dtype=torch.bool, device=Y.device)
-    Q, ok = impl(Y.to(dt).reshape((-1, m, k)))
+    Q, ok = impl((Y if Y.dtype == dt else Y.to(dt)).reshape((-1, m, k)))
     return Q.reshape(Y.shape), ok.reshape(Y.shape[:-2])
 
 
@@ -205,7 +215,7 @@ def cholqr2_factored(Y: torch.Tensor):
         eye = torch.eye(k, dtype=dt, device=Y.device).expand(batch + (k, k))
         return (torch.empty(Y.shape, dtype=dt, device=Y.device), eye, torch.zeros(batch + (k, k), dtype=dt, device=Y.device),
                 torch.ones(batch, dtype=torch.bool, device=Y.device))
-    Q1, T, R, ok = _cholqr2_factored(Y.to(dt).reshape((-1, m, k)))
+    Q1, T, R, ok = _cholqr2_factored((Y if Y.dtype == dt else Y.to(dt)).reshape((-1, m, k)))
     return Q1.reshape(Y.shape), T.reshape(batch + (k, k)), R.reshape(batch + (k, k)), ok.reshape(batch)
 
 
