@@ -31,31 +31,6 @@ def _cpu_lapack_better(A: torch.Tensor) -> bool:
     return batch < 4 or n > 128
 
 
-def _failed_to_zero(X: torch.Tensor, info: torch.Tensor) -> torch.Tensor:
-    return torch.where((info > 0).unsqueeze(-1).unsqueeze(-1), torch.zeros((), dtype=X.dtype, device=X.device), X)
-
-
-def _chol(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(L, info) of the Gram matrices G: info > 0 where the factorization broke down (that
-    element's L is zero, so the CholeskyQR built on it gives a finite Q = 0)."""
-    if G.shape[-1] <= _MAX_NATIVE and not _cpu_lapack_better(G):
-        return torch.ops.subspace_linalg.cholesky_small.default(G)
-    L, info = torch.linalg.cholesky_ex(G)
-    return _failed_to_zero(L, info), info
-
-
-def _tinv(L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(L^{-1}, info) of lower triangular L: info > 0 (and X zero) where a diagonal entry is
-    zero or not finite."""
-    if L.shape[-1] <= _MAX_NATIVE and not _cpu_lapack_better(L):
-        return torch.ops.subspace_linalg.tril_inverse_small.default(L)
-    d = torch.diagonal(L, dim1=-2, dim2=-1)
-    info = ((d == 0) | ~torch.isfinite(d)).any(-1).to(torch.int32)
-    eye = torch.eye(L.shape[-1], dtype=L.dtype, device=L.device)
-    X = torch.linalg.solve_triangular(L, eye, upper=False)
-    return _failed_to_zero(X, info), info
-
-
 _GRAM_ROWS = 2048  # rows per block of the Gram's inner dimension
 _GRAM_MAX_BLOCKS = 16
 
@@ -76,14 +51,14 @@ def _gram(Y: torch.Tensor) -> torch.Tensor:
 
 def _chol_inv(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(X = L^{-1}, L, ok) for the Gram matrices G = L L^T; a failed element (Cholesky
-    breakdown, zero pivot) gets X = 0 and L = 0 and ok False. The LAPACK path in 9 torch
-    ops instead of the 23 of _chol then _tinv (a zero or non-finite pivot shows as a
-    non-finite X): these run several times per rsvd call, whose small sizes are
-    op-bound."""
+    breakdown, zero pivot) gets X = 0 and L = 0 and ok False. Native batched kernels
+    where they measure faster (see _cpu_lapack_better); else LAPACK in 9 torch ops, a zero
+    or non-finite pivot showing as a non-finite X (these run several times per rsvd call,
+    whose small sizes are op-bound)."""
     k = G.shape[-1]
     if k <= _MAX_NATIVE and not _cpu_lapack_better(G):
-        L, info = _chol(G)
-        X, info2 = _tinv(L)
+        L, info = torch.ops.subspace_linalg.cholesky_small.default(G)
+        X, info2 = torch.ops.subspace_linalg.tril_inverse_small.default(L)
         return X, L, (info == 0) & (info2 == 0)
     L, info = torch.linalg.cholesky_ex(G)
     X = torch.linalg.solve_triangular(L, torch.eye(k, dtype=G.dtype, device=G.device), upper=False)
