@@ -28,13 +28,15 @@ def gaussian(shape, dtype, device, generator) -> torch.Tensor:
 
 
 def _mm(M, X):
-    """M @ X, as the row-major GEMM: when M is a transposed view (column-major, e.g. A^T of
-    a row-major A) the product is made as (X^T S)^T with S = M^T row-major, measured 1.1-1.5x
-    faster than torch's transposed GEMM on the CPU (MKL) at the shapes of the passes on an
-    Intel Xeon; on an AMD EPYC it was 1.2x faster at 2048^2 l=74 and 16x512^2 l=42, 1.1-1.4x
-    slower at l=256. X^T stays a view (the GEMM reads it transposed): 0.2-0.9 ms faster
-    than copying it first, measured on the EPYC."""
-    if M.stride(-2) == 1 and M.stride(-1) != 1:
+    """M @ X. When M is a transposed view S^T of a row-major S (r x c; e.g. A^T of a
+    row-major A) and S is about square (c <= 1.25 r) and the block narrow (l < 192), the
+    product is made as the row-major GEMM (X^T S)^T: 1.1-1.5x faster than torch's
+    transposed GEMM with MKL on an Intel Xeon at 2048^2 l=74 and 16x512^2 l=42, and 1.3x
+    on an AMD EPYC at 16x512^2 l=42 (equal at 2048^2 and 4096^2). For a wide S (c > r) or a
+    wide block the transposed GEMM is faster, measured on the EPYC: 1.4-1.7x at
+    2048x5461 for l = 32..256, 1.05-1.15x at 1024x4096, 1.1-1.2x at l = 256 for square S.
+    X^T stays a view (the GEMM reads it transposed): 0.2-0.9 ms faster than copying it."""
+    if M.stride(-2) == 1 and M.stride(-1) != 1 and X.shape[-1] < 192 and M.shape[-2] * 4 <= M.shape[-1] * 5:
         return (X.mT @ M.mT).mT
     return M @ X
 
@@ -107,8 +109,10 @@ def qmul(Q1, T, W):
 
 
 def qmul_t(Q1, T, W):
-    """((Q1 T) W)^T as (T W)^T Q1^T, contiguous."""
-    return (W if T is None else T @ W).mT @ Q1.mT
+    """((Q1 T) W)^T as the transposed view of Q1 (T W): the GEMM reads Q1 row-major, 1.4x
+    faster than (T W)^T Q1^T at 5461 x 256 (AMD EPYC, MKL); a caller wanting Vh's rows
+    contiguous (V = Vh^T is) copies it."""
+    return qmul(Q1, T, W).mT
 
 
 def robust(run, A, *starts):
@@ -169,7 +173,7 @@ def iterate_left(A, X0, iters, orth=orthonormalize):
 
 
 def lowrank_svd(A, X0, k, passes, krylov_iters=None, orth=orthonormalize, svd=svd_small,
-                orth_start=True, Alow=None, nlow=0) -> SVDResult:
+                orth_start=True, Alow=None, nlow=0, signs=None) -> SVDResult:
     """The fixed-rank pipeline from a start block X0 (..., m, l): Q = orth(X0), then either
     ``passes`` alternating passes (subspace iteration) or ``krylov_iters`` block Krylov
     steps, then the rank-k factorization (no sign convention applied).
@@ -177,13 +181,13 @@ def lowrank_svd(A, X0, k, passes, krylov_iters=None, orth=orthonormalize, svd=sv
     ``orth_start=False`` skips orth(X0): valid for subspace iteration with passes >= 2 from
     a well-conditioned X0 (a warm start), since the first product is orthonormalized and
     only its span matters. ``Alow``/``nlow``: the first nlow passes from a lower-precision
-    copy of A (subspace iteration only, see :func:`alternate`)."""
+    copy of A (subspace iteration only, see :func:`alternate`). ``signs``: see :func:`factor`."""
     if krylov_iters is not None:
         Qk, Z = block_krylov(A, orth(X0), krylov_iters, orth)
-        return factor(Z, Qk, True, k, svd, orth)
+        return factor(Z, Qk, True, k, svd, orth, signs)
     Q = X0 if not orth_start and passes >= 2 else (orth if passes < 2 else span_orth(orth))(X0)
     P, X, left = alternate(A, Q, passes, orth, Alow, nlow)
-    return factor(P, X, left, k, svd, orth)
+    return factor(P, X, left, k, svd, orth, signs)
 
 
 def svd_tall(P, svd=svd_small, orth=orthonormalize, Tright=None):
@@ -200,32 +204,47 @@ def svd_tall(P, svd=svd_small, orth=orthonormalize, Tright=None):
     return Q1, T, Ur, S, Vrh
 
 
-def factor(P, X, left, k, svd=svd_small, orth=orthonormalize) -> SVDResult:
+def factor(P, X, left, k, svd=svd_small, orth=orthonormalize, signs=None) -> SVDResult:
     """Rank-k SVD of A ~= X P^T (left) or A ~= P X^T from the last product of a pass
     sequence. X is a basis, or a factored one (Q1, T) with X = Q1 T, and then P is
     factored with the same T (the product is P T, see :func:`alternate`). The small SVD is
-    of an l x l matrix."""
+    of an l x l matrix.
+
+    ``signs``: None, or the factor that carries the sign convention of :func:`fix_signs`:
+    "U" (the largest-magnitude entry of every column of U positive) or "Vh" (of every row
+    of Vh: the U of a transposed problem). The flips are applied to the other factor's
+    small matrix before its product, never to a second big one."""
     Qx, Tx = X if isinstance(X, tuple) else (X, None)
     Qp, Tp, Ur, S, Vrh = svd_tall(P, svd, orth, Tx)
     Ur, S, Vrh = Ur[..., :, :k], S[..., :k], Vrh[..., :k, :]
-    if left:  # A ~= X (Qp Ur S Vrh)^T = (X Vrh^T) S (Qp Ur)^T
-        U = qmul(Qx, Tx, Vrh.mT)
-        Vh = qmul_t(Qp, Tp, Ur)
-    else:  # A ~= Qp Ur S (X Vrh^T)^T
-        U = qmul(Qp, Tp, Ur)
-        Vh = qmul_t(Qx, Tx, Vrh.mT)
-    return SVDResult(U, S, Vh)
+    # A ~= (X Vrh^T) S (Qp Ur)^T (left) or (Qp Ur) S (X Vrh^T)^T
+    u_side, v_side = ((Qx, Tx, Vrh.mT), (Qp, Tp, Ur)) if left else ((Qp, Tp, Ur), (Qx, Tx, Vrh.mT))
+    if signs == "Vh":
+        Vh = qmul_t(*v_side)
+        s = column_signs(Vh.mT)
+        return SVDResult(qmul(u_side[0], u_side[1], u_side[2] * s), S, Vh * s.mT)
+    U = qmul(*u_side)
+    if signs == "U":
+        s = column_signs(U)
+        return SVDResult(U * s, S, qmul_t(v_side[0], v_side[1], v_side[2] * s))
+    return SVDResult(U, S, qmul_t(*v_side))
+
+
+def column_signs(U) -> torch.Tensor:
+    """(..., 1, k) of +-1: +1 where the entry of largest magnitude of U's column is positive
+    (a tie between +x and -x, or a zero column: +1). Two column reductions (max, min): a
+    tenth of the time of argmax(|U|) and a gather at (2048, 256)."""
+    keep = U.amax(dim=-2, keepdim=True) >= -U.amin(dim=-2, keepdim=True)
+    one = torch.ones((), dtype=U.dtype, device=U.device)
+    return torch.where(keep, one, -one)
 
 
 def fix_signs(res: SVDResult) -> SVDResult:
     """Deterministic sign convention: the entry of largest magnitude of every column of U
-    is positive (a tie between +x and -x, or a zero column: kept positive); the rows of Vh
-    flip with it, U S Vh is unchanged. Two column reductions (max, min): a tenth of the
-    time of argmax(|U|) and a gather at (2048, 256)."""
+    is positive (see :func:`column_signs`); the rows of Vh flip with it, U S Vh is
+    unchanged."""
     U, S, Vh = res
-    keep = U.amax(dim=-2, keepdim=True) >= -U.amin(dim=-2, keepdim=True)
-    one = torch.ones((), dtype=U.dtype, device=U.device)
-    s = torch.where(keep, one, -one)
+    s = column_signs(U)
     return SVDResult(U * s, S, Vh * s.mT)
 
 

@@ -139,6 +139,8 @@ def rsvd(A: torch.Tensor, rank: int | None, *, oversample: int = 10, power_iters
     robust orthonormalization (shifted CholeskyQR3 / Householder).
 
     Sign convention: the entry of largest magnitude in each column of U is positive.
+    Layout: U is contiguous; Vh is the transposed view of a contiguous V (n x k), as
+    ``torch.svd_lowrank`` returns V (``Vh.mT`` costs nothing; ``Vh.contiguous()`` copies).
     dtypes: float32 and float64 compute and return in their own precision; float16 and
     bfloat16 inputs are computed in float32 and the result is float32.
     ``generator``: same seed -> identical results on the CPU (the Gaussian sketch is drawn
@@ -192,12 +194,12 @@ def rsvd(A: torch.Tensor, rank: int | None, *, oversample: int = 10, power_iters
 
     def run(A_, X0_, *low, orth):
         return tuple(core.lowrank_svd(A_, X0_, rank, passes, kiters, orth=orth, orth_start=init is None,
-                                      Alow=low[0] if low else None, nlow=nlow))
+                                      Alow=low[0] if low else None, nlow=nlow, signs="Vh" if flip else "U"))
 
     U, S, Vh = core.robust(run, At, X0, *(() if Alow is None else (Alow,)))
     if flip:
-        U, Vh = Vh.mT.contiguous(), U.mT.contiguous()
-    return core.fix_signs(SVDResult(U, S, Vh))
+        U, Vh = Vh.mT.contiguous(), U.mT
+    return SVDResult(U, S, Vh)
 
 
 def _rsvd_adaptive(A, max_rank, tol, q, generator) -> SVDResult:
