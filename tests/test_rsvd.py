@@ -305,7 +305,20 @@ def test_bad_input(call, exc, word):
         call(A)
 
 
-@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_check_finite_counts_every_kind_of_non_finite_entry(bad, dtype):
+    from subspace_linalg import _validate
+
+    A = torch.randn(3, 40, 30).to(dtype)
+    _validate.check_finite("f", "A", A)  # finite: no error
+    where = torch.randperm(A.numel(), generator=torch.Generator().manual_seed(5))[:3]
+    A.view(-1)[where] = bad
+    with pytest.raises(ValueError, match=r"f: A has 3 non-finite .* of 3600"):
+        _validate.check_finite("f", "A", A)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
 def test_non_finite_input(bad):
     A = torch.randn(30, 20)
     A[3, 4] = bad
