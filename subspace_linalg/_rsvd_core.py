@@ -16,6 +16,7 @@ import torch
 from ._lowrank_stages import (orthonormalize, orthonormalize_flagged, orthonormalize_flagged_factored,
                               orthonormalize_flagged_span, svd_small)
 from ._results import SVDResult
+from .orth import tall_times_small
 
 
 def gaussian(shape, dtype, device, generator) -> torch.Tensor:
@@ -35,9 +36,15 @@ def _mm(M, X):
     on an AMD EPYC at 16x512^2 l=42 (equal at 2048^2 and 4096^2). For a wide S (c > r) or a
     wide block the transposed GEMM is faster, measured on the EPYC: 1.4-1.7x at
     2048x5461 for l = 32..256, 1.05-1.15x at 1024x4096, 1.1-1.2x at l = 256 for square S.
-    X^T stays a view (the GEMM reads it transposed): 0.2-0.9 ms faster than copying it."""
-    if M.stride(-2) == 1 and M.stride(-1) != 1 and X.shape[-1] < 192 and M.shape[-2] * 4 <= M.shape[-1] * 5:
+    X^T stays a view (the GEMM reads it transposed): 0.2-0.9 ms faster than copying it.
+    Batched (bmm) with a narrow block, the product with a row-major M is made the same
+    way, as the wide output (X^T M^T)^T: 1.27-1.37x faster than M @ X at 16x512^2 l=42 and
+    8x128^2 l=18 on the EPYC (MKL's batched GEMM is slow for a tall narrow output)."""
+    narrow = X.shape[-1] < 192
+    if M.stride(-2) == 1 and M.stride(-1) != 1 and narrow and M.shape[-2] * 4 <= M.shape[-1] * 5:
         return (X.mT @ M.mT).mT
+    if M.dim() > 2 and narrow and M.stride(-1) == 1:
+        return (X.mT @ M.mT).mT  # batched: the wide output (l x rows) is faster, see above
     return M @ X
 
 
@@ -105,7 +112,7 @@ def factored_orth(orth):
 
 def qmul(Q1, T, W):
     """(Q1 T) W as Q1 (T W): T applied to the small matrix W, never to Q1."""
-    return Q1 @ (W if T is None else T @ W)
+    return tall_times_small(Q1, W if T is None else T @ W)
 
 
 def qmul_t(Q1, T, W):

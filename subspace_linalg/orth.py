@@ -67,11 +67,22 @@ def _chol_inv(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
     return X.masked_fill(bad, 0), L.masked_fill(bad, 0), ok
 
 
+def tall_times_small(Y: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
+    """Y @ S for a tall Y (..., m, k) and a small S (..., k, l). Batched (more than one
+    matrix) with l < 192 it is made as the wide product (S^T Y^T)^T: MKL's batched GEMM is
+    slow for a tall narrow output; measured on an AMD EPYC 2.7x faster at 16 x 512 x 42
+    (0.23 against 0.63 ms) and level at 16 x 128 x 18; a single matrix keeps Y @ S (1.4-1.8x
+    faster there at 2048 x 74 and 5461 x 256)."""
+    if Y.dim() > 2 and S.shape[-1] < 192 and Y.numel() > Y.shape[-2] * Y.shape[-1]:
+        return (S.mT @ Y.mT).mT
+    return Y @ S
+
+
 def _cholqr_from(Y: torch.Tensor, G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One CholeskyQR pass from the Gram G of Y: (Q = Y L^{-T}, L, ok). A failed element
     (Cholesky breakdown, zero pivot) gets Q = 0 (finite) and ok False."""
     X, L, ok = _chol_inv(G)
-    return Y @ X.mT, L, ok
+    return tall_times_small(Y, X.mT), L, ok
 
 
 def _cholqr1(Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,7 +124,7 @@ def _cholqr2(Y: torch.Tensor, G: torch.Tensor | None = None) -> tuple[torch.Tens
     """CholeskyQR2 on (B, m, k) with a per-element acceptance flag (see
     :func:`_cholqr2_factored`)."""
     Q1, T, _, ok = _cholqr2_factored(Y, G)
-    return Q1 @ T, ok
+    return tall_times_small(Q1, T), ok
 
 
 def _shifted_cholqr3(Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
