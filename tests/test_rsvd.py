@@ -86,9 +86,21 @@ def check_svd(A, res, k, dtype, ratio=RATIO):
 KINDS = ["poly0.5", "poly1", "poly2", "geometric", "spikes", "gradient"]
 
 
+@pytest.fixture(params=["householder", "cholqr"])
+def orth_path(request, monkeypatch):
+    """Run a test through both orthonormalization paths of the passes: the small-block
+    CPU one (LAPACK Householder QR, no flags) and the flagged CholeskyQR one, whatever
+    the test matrix's size."""
+    from subspace_linalg import _lowrank_stages as st
+
+    use = request.param == "householder"
+    monkeypatch.setattr(st, "_householder_better", lambda Y, full: use)
+    return request.param
+
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("method", ["subspace", "block_krylov"])
-def test_accuracy_float64(kind, method, gen):
+def test_accuracy_float64(kind, method, gen, orth_path):
     A = make(kind, 240, 160, gen(kind))
     k = 20
     res = sl.rsvd(A, k, oversample=10, power_iters=2, method=method, generator=gen(1))
@@ -97,7 +109,7 @@ def test_accuracy_float64(kind, method, gen):
 
 
 @pytest.mark.parametrize("kind", ["poly1", "poly2", "geometric", "gradient"])
-def test_accuracy_float32(kind, gen):
+def test_accuracy_float32(kind, gen, orth_path):
     A = make(kind, 240, 160, gen(kind)).float()
     res = sl.rsvd(A, 16, generator=gen(2))
     assert res.S.dtype == torch.float32
@@ -115,7 +127,7 @@ def test_block_krylov_beats_subspace_at_equal_passes(gen):
 
 
 @pytest.mark.parametrize("shape", [(120, 300), (64, 64), (200, 30)])
-def test_wide_square_tall(shape, gen):
+def test_wide_square_tall(shape, gen, orth_path):
     m, n = shape
     A = make("poly1", m, n, gen(5))
     check_svd(A, sl.rsvd(A, 12, generator=gen(6)), 12, F64)
@@ -123,7 +135,7 @@ def test_wide_square_tall(shape, gen):
     check_svd(A, sl.rsvd(A, k, generator=gen(6)), k, F64)
 
 
-def test_batched(gen):
+def test_batched(gen, orth_path):
     A = torch.stack([make(kind, 90, 70, gen(i)) for i, kind in enumerate(["poly1", "geometric", "spikes", "poly2"])])
     A = A.reshape(2, 2, 90, 70)
     for method in ("subspace", "block_krylov"):
@@ -131,7 +143,7 @@ def test_batched(gen):
         check_svd(A, res, 8, F64)
 
 
-def test_rank_deficient_and_zero(gen):
+def test_rank_deficient_and_zero(gen, orth_path):
     A = with_spectrum(80, 60, torch.tensor([3.0, 2.0, 1.0, 0.5, 0.25], dtype=F64), gen(8))
     for method in ("subspace", "block_krylov"):
         res = sl.rsvd(A, 10, method=method, generator=gen(9))
@@ -152,7 +164,7 @@ def test_low_precision_input(dtype, gen):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_mixed_precision_passes_float32(kind, gen):
+def test_mixed_precision_passes_float32(kind, gen, orth_path):
     """pass_dtype=bfloat16: every product but the last two in bfloat16; the two full-precision
     products restore the default's accuracy bound on every spectrum, fast-decaying included."""
     A = make(kind, 240, 160, gen(kind)).float()
@@ -198,7 +210,7 @@ def test_sign_convention_and_reproducibility(gen):
 
 # ---------------------------------------------------------------- warm start
 @pytest.mark.parametrize("method", ["subspace", "block_krylov"])
-def test_warm_start_one_iteration(method, gen):
+def test_warm_start_one_iteration(method, gen, orth_path):
     """GaLore refresh: after a small perturbation, one power iteration from the previous U
     without oversampling reaches <= 1.05 x optimal."""
     g = gen(14)
@@ -213,7 +225,7 @@ def test_warm_start_one_iteration(method, gen):
     assert float((A1 - res.U * res.S @ res.Vh).norm()) < float((A1 - cold.U * cold.S @ cold.Vh).norm())
 
 
-def test_warm_start_float32_batched_and_padding(gen):
+def test_warm_start_float32_batched_and_padding(gen, orth_path):
     A = torch.stack([make("geometric", 120, 90, gen(17)), make("poly2", 120, 90, gen(18))]).float()
     U0 = sl.rsvd(A, 8, generator=gen(19)).U
     res = sl.rsvd(A, 8, init=U0[..., :8], power_iters=1, generator=gen(20))  # padded with 10 columns
@@ -348,6 +360,11 @@ def test_compile_fullgraph(gen):
     res, ok = torch.compile(pipeline, fullgraph=True)(A, X0)
     assert ok is None or bool(ok.all())
     check_svd(A, res, 8, torch.float32)
+    A = make("poly1", 1200, 900, gen(35)).float()  # large enough for the flagged CholeskyQR path
+    X0 = A @ torch.randn(900, 40, generator=gen(36))
+    res, ok = torch.compile(pipeline, fullgraph=True)(A, X0)
+    assert ok is not None and bool(ok.all())
+    check_svd(A, res, 8, torch.float32)
 
 
 def test_failed_flags_are_recomputed(monkeypatch, gen):
@@ -365,6 +382,7 @@ def test_failed_flags_are_recomputed(monkeypatch, gen):
         return Q, ok
 
     monkeypatch.setattr(st, "_cholqr2", failing)
+    monkeypatch.setattr(st, "_householder_better", lambda Y, full: False)  # the flagged path at every size
     A = torch.stack([make(kind, 90, 70, gen(i)) for i, kind in enumerate(["poly1", "geometric", "spikes"])])
     for method in ("subspace", "block_krylov"):
         check_svd(A, sl.rsvd(A, 8, method=method, generator=gen(36)), 8, F64)
@@ -374,6 +392,23 @@ def test_failed_flags_are_recomputed(monkeypatch, gen):
     U, S, Vh = sl.rsvd(A, None, tol=1e-2, generator=gen(39))
     err = (A - U * S.unsqueeze(-2) @ Vh).norm(dim=(-2, -1))
     assert (err <= 1e-2 * A.norm(dim=(-2, -1)) * (1 + rtol("lowrank", F64, 90))).all()
+
+
+def test_small_cpu_blocks_take_householder_and_large_ones_the_flagged_cholqr(monkeypatch, gen):
+    """The size rule of the passes' orthonormalization on the CPU, observed through the
+    functions it calls (the accuracy tests run both paths through ``orth_path``)."""
+    from subspace_linalg import _lowrank_stages as st
+
+    calls = []
+    for name in ("_cholqr2", "_cholqr2_factored", "_cholqr_span"):
+        real = getattr(st, name)
+        monkeypatch.setattr(st, name, lambda Y, _real=real, _n=name: (calls.append(_n), _real(Y))[1])
+    small = make("poly1", 240, 160, gen(40))
+    check_svd(small, sl.rsvd(small, 16, generator=gen(41)), 16, F64)
+    assert calls == []
+    big = make("poly1", 1500, 1000, gen(42))
+    check_svd(big, sl.rsvd(big, 40, generator=gen(43)), 40, F64)
+    assert "_cholqr_span" in calls and "_cholqr2_factored" in calls
 
 
 @pytest.mark.parametrize("device", devices())
