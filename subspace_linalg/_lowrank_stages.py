@@ -16,31 +16,12 @@ from ._results import SVDResult
 from .orth import cholqr2 as _cholqr2  # sync-free CholeskyQR2 returning (Q, ok)
 from .orth import cholqr2_factored as _cholqr2_factored  # the same as (Q1, T, R, ok), Q = Q1 T, Y = Q R
 from .orth import cholqr_span as _cholqr_span  # one sync-free CholeskyQR pass returning (Q, ok)
+from .orth import householder_better as _householder_better  # small CPU blocks: LAPACK QR measures faster
 from .orth import orthonormalize as _orthonormalize
 from .small_dense import svd_small as _svd_small
 
 
 _SMALL_MAX = 512  # svd_small's documented range (k <= 512); larger ones go to LAPACK / cuSOLVER
-_HOUSEHOLDER_SPAN_WORK = 1 << 19   # batch * m * l^2 up to which Householder beats one CholeskyQR pass
-_HOUSEHOLDER_FULL_WORK = 1 << 21   # m * l^2 up to which it beats CholeskyQR2 (one matrix; batches: 1 << 19)
-
-
-def _householder_better(Y: torch.Tensor, full: bool) -> bool:
-    """Small blocks on the CPU, where the flagged CholeskyQR's 20-40 small torch ops cost
-    more than its arithmetic: one LAPACK Householder QR (always orthonormal, no flag, no
-    fallback) is faster there. ``full``: against CholeskyQR2 (a final basis), else against
-    one CholeskyQR pass (an intermediate one). Measured on an AMD EPYC (2 threads, MKL),
-    QR against CholeskyQR / CholeskyQR2 (factored), in us: 128 x 18: 17 / 132 / 250;
-    512 x 26: 83-125 / 157 / 300; 8 x 128 x 18: 100 / 206 / 399; 512 x 42: 301 / 215 /
-    449; 384 x 58: 432 / 276 / 593; 1024 x 42: 465 / 251 / 547; 2048 x 42: 801 / 324 / 738;
-    4 x 256 x 32: 808 / 286 / 535 (LAPACK runs a batch one matrix at a time)."""
-    if Y.device.type != "cpu":
-        return False
-    work = Y.numel() * Y.shape[-1]
-    single = Y.numel() == Y.shape[-2] * Y.shape[-1]
-    return work <= (_HOUSEHOLDER_FULL_WORK if full and single else _HOUSEHOLDER_SPAN_WORK)
-
-
 def orthonormalize(Y: torch.Tensor) -> torch.Tensor:
     """An orthonormal basis Q (..., p, l) whose span contains range(Y), Y (..., p, l), p >= l."""
     return _orthonormalize(Y)

@@ -52,11 +52,36 @@ def _u(dtype):
     return torch.finfo(dtype).eps / 2
 
 
+@pytest.fixture(params=["size-rule", "cholqr"])
+def auto_path(request, monkeypatch):
+    """Run an "auto" test as the size rule decides (small CPU blocks: Householder QR) and
+    with the CholeskyQR2 path and its fallbacks forced at every size."""
+    if request.param == "cholqr":
+        from subspace_linalg import orth
+
+        monkeypatch.setattr(orth, "householder_better", lambda Y, full=True: False)
+    return request.param
+
+
+def test_auto_takes_householder_for_small_cpu_blocks_only(monkeypatch, gen):
+    from subspace_linalg import orth
+
+    calls = []
+    real = orth._cholqr2
+    monkeypatch.setattr(orth, "_cholqr2", lambda Y, G=None: (calls.append(tuple(Y.shape)), real(Y, G))[1])
+    small = _with_cond((), 300, 16, 1e2, gen(11), torch.float64)
+    assert _orth_err(sl.orthonormalize(small)) <= rtol("orth", torch.float64, 16)
+    assert calls == []
+    big = _with_cond((4,), 1000, 48, 1e2, gen(12), torch.float64)
+    assert _orth_err(sl.orthonormalize(big)) <= rtol("orth", torch.float64, 48)
+    assert calls == [(4, 1000, 48)]
+
+
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("log_kappa", [0, 3, 5, "1/u"])
 @pytest.mark.parametrize("method", ["auto", "cholqr2", "shifted_cholqr3", "householder"])
-def test_orthonormal_up_to_condition_one_over_u(device, dtype, log_kappa, method, gen):
+def test_orthonormal_up_to_condition_one_over_u(device, dtype, log_kappa, method, gen, auto_path):
     """The acceptance: ||Q^T Q - I||_F <= C sqrt(k) u for kappa up to 1/u; range kept."""
     m, k = 500, 24
     kappa = 1.0 / _u(dtype) if log_kappa == "1/u" else 10.0 ** log_kappa
@@ -71,7 +96,7 @@ def test_orthonormal_up_to_condition_one_over_u(device, dtype, log_kappa, method
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_matches_qr_factorization(dtype, gen):
+def test_matches_qr_factorization(dtype, gen, auto_path):
     """Full-rank Y: Q = Y R^{-1} with diag(R) > 0, the Q of SciPy's QR up to column signs."""
     Y = _with_cond((), 300, 16, 1e2, gen(1), dtype)
     Q = sl.orthonormalize(Y)
@@ -84,7 +109,7 @@ def test_matches_qr_factorization(dtype, gen):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_plain_cholqr2_would_fail_but_we_do_not(dtype, gen):
+def test_plain_cholqr2_would_fail_but_we_do_not(dtype, gen, auto_path):
     """kappa = 1e5 (float32) / 1e12 (float64): plain CholeskyQR2 is not orthonormal there;
     "cholqr2" detects it, warns and recomputes; "auto" falls back silently."""
     kappa = 1e5 if dtype == torch.float32 else 1e12
@@ -107,7 +132,7 @@ def test_plain_cholqr2_would_fail_but_we_do_not(dtype, gen):
 
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_batched_mixed_conditioning(device, dtype, gen):
+def test_batched_mixed_conditioning(device, dtype, gen, auto_path):
     """One batch: well-conditioned, beyond 1/u, rank-deficient, zero, tiny and huge scale;
     the fallback is per element (the good ones equal the CholeskyQR2-only result)."""
     g = gen(3)
@@ -138,7 +163,7 @@ def test_batched_mixed_conditioning(device, dtype, gen):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_rank_deficient_span_contains_range(dtype, gen):
+def test_rank_deficient_span_contains_range(dtype, gen, auto_path):
     g = gen(4)
     m, k, r = 120, 20, 7
     Y = (torch.randn(3, m, r, dtype=torch.float64, generator=g) @ torch.randn(3, r, k, dtype=torch.float64, generator=g))
