@@ -28,20 +28,23 @@ def gaussian(shape, dtype, device, generator) -> torch.Tensor:
     return g if g.device == torch.device(device) else g.to(device)
 
 
+_ROW_MAJOR_MAX_BYTES = 16 << 20  # A up to this size: the row-major form of A^T X (see _mm)
+
+
 def _mm(M, X):
-    """M @ X. When M is a transposed view S^T of a row-major S (r x c; e.g. A^T of a
-    row-major A) and S is about square (c <= 1.25 r) and the block narrow (l < 192), the
-    product is made as the row-major GEMM (X^T S)^T: 1.1-1.5x faster than torch's
-    transposed GEMM with MKL on an Intel Xeon at 2048^2 l=74 and 16x512^2 l=42, and 1.3x
-    on an AMD EPYC at 16x512^2 l=42 (equal at 2048^2 and 4096^2). For a wide S (c > r) or a
-    wide block the transposed GEMM is faster, measured on the EPYC: 1.4-1.7x at
-    2048x5461 for l = 32..256, 1.05-1.15x at 1024x4096, 1.1-1.2x at l = 256 for square S.
-    X^T stays a view (the GEMM reads it transposed): 0.2-0.9 ms faster than copying it.
+    """M @ X. When M is a transposed view S^T of a row-major S (e.g. A^T of a row-major A),
+    the block is narrow (l < 192) and S takes at most 16 MiB, the product is made as the
+    row-major GEMM (X^T S)^T; otherwise as torch's transposed GEMM. Measured with MKL:
+    on an Intel Xeon the row-major form was 1.1-1.5x faster at 2048^2 l=74 and 16x512^2
+    l=42; on an AMD EPYC (32 MiB L3) it is 1.3-1.4x faster at 384x1024 l=58, 768x2048
+    l=42 and 16x512^2 l=42, level at 2048^2 and 1024x2816, and 1.2-1.7x slower for larger
+    A (2048x5461 at l = 32..256, 2048x8192) and at l = 256 (1.1-1.2x, square S). X^T
+    stays a view (the GEMM reads it transposed): 0.2-0.9 ms faster than copying it.
     Batched (bmm) with a narrow block, the product with a row-major M is made the same
     way, as the wide output (X^T M^T)^T: 1.27-1.37x faster than M @ X at 16x512^2 l=42 and
     8x128^2 l=18 on the EPYC (MKL's batched GEMM is slow for a tall narrow output)."""
     narrow = X.shape[-1] < 192
-    if M.stride(-2) == 1 and M.stride(-1) != 1 and narrow and M.shape[-2] * 4 <= M.shape[-1] * 5:
+    if M.stride(-2) == 1 and M.stride(-1) != 1 and narrow and M.numel() * M.element_size() <= _ROW_MAJOR_MAX_BYTES:
         return (X.mT @ M.mT).mT
     if M.dim() > 2 and narrow and M.stride(-1) == 1:
         return (X.mT @ M.mT).mT  # batched: the wide output (l x rows) is faster, see above
