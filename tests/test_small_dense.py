@@ -162,7 +162,8 @@ def test_eigh_not_converged_warns(batch, gen):
                                    ((), 300, 100),
                                    # batch-interleaved CPU kernel (batch >= 16 float32 / 8 float64 lanes), with
                                    # a partly filled last group
-                                   ((17,), 20, 20), ((9,), 24, 10)])
+                                   ((17,), 20, 20), ((9,), 24, 10),
+                                   ((40,), 24, 24)])  # "auto" takes Jacobi on the CPU here
 @pytest.mark.parametrize("method", ["jacobi", "auto"])
 def test_svd_matches_numpy(device, dtype, shape, method, gen):
     b, m, n = shape
@@ -208,6 +209,23 @@ def test_svd_low_precision_input_returns_float32(gen):
     assert U.dtype == S.dtype == Vh.dtype == torch.float32
     S_np = np.linalg.svd(A.double().numpy(), compute_uv=False)
     assert np.max(np.abs(S.double().numpy() - S_np) / S_np[..., :1]) <= rtol("small_dense", torch.float32, 20)
+
+
+def test_auto_takes_jacobi_on_the_cpu_for_large_batches_of_small_matrices(gen):
+    """The measured CPU rule of "auto": the native Jacobi kernels for many small matrices
+    (the same result as method="jacobi", bitwise), LAPACK for few or larger ones."""
+    from subspace_linalg import small_dense as sd
+
+    A = torch.randn(64, 24, 24, generator=gen(21))
+    S = A + A.mT
+    assert sd._cpu_jacobi_better("svd", A) and sd._cpu_jacobi_better("eigh", S)
+    for got, want in zip(sl.svd_small(A), sl.svd_small(A, method="jacobi")):
+        assert torch.equal(got, want)
+    for got, want in zip(sl.eigh_small(S), sl.eigh_small(S, method="jacobi")):
+        assert torch.equal(got, want)
+    assert not sd._cpu_jacobi_better("svd", A[:8]) and not sd._cpu_jacobi_better("svd", torch.randn(64, 80, 80))
+    assert not sd._cpu_jacobi_better("svd", torch.randn(64, 40, 24))  # rectangular: QR first
+    assert not sd._cpu_jacobi_better("eigh", S.double())
 
 
 # ---------------------------------------------------------------- bad input
