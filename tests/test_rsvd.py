@@ -394,6 +394,31 @@ def test_failed_flags_are_recomputed(monkeypatch, gen):
     assert (err <= 1e-2 * A.norm(dim=(-2, -1)) * (1 + rtol("lowrank", F64, 90))).all()
 
 
+@pytest.mark.parametrize("batch", [(), (3,)])
+@pytest.mark.parametrize("rows,cols,l", [(40, 30, 7), (300, 900, 20), (64, 64, 200), (2100, 2050, 12)])
+@pytest.mark.parametrize("layout", ["row", "col"])
+def test_pass_products_equal_the_plain_product_in_every_orientation(batch, rows, cols, l, layout, gen):
+    """_mm and tall_times_small choose a GEMM orientation by shape, layout and size (the
+    2100 x 2050 float32 A is above the 16 MiB row-major limit); every branch computes
+    the same product."""
+    from subspace_linalg import _rsvd_core as core
+    from subspace_linalg.orth import tall_times_small
+
+    g = gen(rows + cols + l)
+    S = torch.randn(batch + (cols, rows) if layout == "col" else batch + (rows, cols), generator=g)
+    M = S.mT if layout == "col" else S  # (rows, cols), a transposed view or row-major
+    X = torch.randn(batch + (cols, l), generator=g)
+    want = M.double() @ X.double()
+    tol = 20 * math.sqrt(cols) * torch.finfo(torch.float32).eps
+    got = core._mm(M, X)
+    assert got.shape == want.shape
+    assert float((got.double() - want).abs().max()) <= tol * float(want.abs().max())
+    W = torch.randn(batch + (l, 5), generator=g)
+    got = tall_times_small(X, W)
+    want = X.double() @ W.double()
+    assert float((got.double() - want).abs().max()) <= 20 * math.sqrt(l) * torch.finfo(torch.float32).eps * float(want.abs().max())
+
+
 def test_small_cpu_blocks_take_householder_and_large_ones_the_flagged_cholqr(monkeypatch, gen):
     """The size rule of the passes' orthonormalization on the CPU, observed through the
     functions it calls (the accuracy tests run both paths through ``orth_path``)."""
