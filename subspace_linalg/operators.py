@@ -159,8 +159,9 @@ class DenseOperator(LinearOperator):
 
 
 class CSROperator(LinearOperator):
-    """A 2-D torch sparse CSR matrix ``(m, n)`` as an operator: one vector through the
-    native CSR kernel (``subspace_linalg::csr_matvec``), several through torch's SpMM."""
+    """A 2-D torch sparse CSR matrix ``(m, n)`` as an operator: on the CPU through the
+    native CSR kernel (``subspace_linalg::csr_matvec``; several vectors interleaved), on a
+    GPU one vector through it and several through cuSPARSE's SpMM."""
 
     def __init__(self, A: torch.Tensor):
         self.A = A
@@ -175,8 +176,11 @@ class CSROperator(LinearOperator):
         n = x.shape[-1]
         lead = x.shape[:-1]
         X = x.reshape(-1, n)
-        if X.shape[0] > 1:  # several vectors: torch's SpMM (MKL / cuSPARSE) is the faster one (bench krylov)
+        if X.shape[0] > 1 and X.device.type != "cpu":  # several vectors on a GPU: cuSPARSE's SpMM
             Y = (self.A @ X.mT.contiguous()).mT
+        elif X.shape[0] > 1:  # several on the CPU: the native kernel on interleaved vectors (bench krylov)
+            Xi = X if X.stride(0) == 1 else X.mT.contiguous().mT
+            Y = kops.csr_matvec_fast(self._crow, self._col, self._val, Xi, self._shape[-2])
         else:  # one vector: the native kernel (torch's CSR SpMV is slow on the CPU, bench krylov)
             Y = kops.csr_matvec_fast(self._crow, self._col, self._val, X.contiguous(), self._shape[-2])
         return Y.reshape(lead + (self._shape[-2],))
