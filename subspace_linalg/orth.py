@@ -42,11 +42,18 @@ def _gram(Y: torch.Tensor) -> torch.Tensor:
     (MKL): ||Q^T Q - I||_F of CholeskyQR2 in float64 went from 1.8e-14 to 5.3e-15 at
     8192 x 64 and from 5.0e-14 to 7.8e-15 at 16384 x 256 (Householder QR: 4.9e-15), float32
     1.2-2.6x lower; orthonormalize's time unchanged within the noise (3 float32 sizes)."""
-    m = Y.shape[-2]
+    return tall_inner(Y, Y)
+
+
+def tall_inner(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """X^T Y for tall X (..., m, p) and Y (..., m, q), blocked over rows as :func:`_gram`
+    (whose rounding it shares). Also faster for very tall float64 blocks with MKL:
+    100000 x 16 took 17.7 ms as one GEMM and 4.7 ms as 16 row blocks (AMD EPYC)."""
+    m = X.shape[-2]
     if m <= 2 * _GRAM_ROWS:
-        return Y.mT @ Y
+        return X.mT @ Y
     rows = max(_GRAM_ROWS, -(-m // _GRAM_MAX_BLOCKS))
-    return torch.stack([Y[..., i:i + rows, :].mT @ Y[..., i:i + rows, :] for i in range(0, m, rows)]).sum(0)
+    return torch.stack([X[..., i:i + rows, :].mT @ Y[..., i:i + rows, :] for i in range(0, m, rows)]).sum(0)
 
 
 def _chol_inv(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -12,6 +12,7 @@ from ._dtypes import FLOATING, eps
 from ._results import EighResult
 from .errors import NotConvergedWarning
 from .orth import orthonormalize as _orth  # CholeskyQR2 with checked fallbacks
+from .orth import tall_inner as _inner
 
 _MAXITER = 1000  # iterations when tol decides (iters=None)
 
@@ -112,6 +113,10 @@ def subspace_iteration(A, k: int, *, iters: int | None = None, tol: float | None
                 raise ValueError(f"{fn}: A must be symmetric, got |(A - A^T) v| = {asym:.3e} for a probe v with "
                                  f"|A v| = {scale:.3e}")
     p = min(n, k + max(8, k // 2))
+    if kind == "csr":  # the products through the CSR operator: the native kernel on the CPU
+        from .operators import CSROperator  # (9x faster than torch's SpMM in float64 at n = 1e5, p = 16)
+
+        A, kind = CSROperator(A), "operator"
     cols = []
     if init is not None:
         _validate.check_tensor(fn, "init", init, dtypes=FLOATING, min_ndim=2)
@@ -135,7 +140,7 @@ def subspace_iteration(A, k: int, *, iters: int | None = None, tol: float | None
         it += 1
         if it == 1 and kind != "dense" and not bool(torch.isfinite(Z).all()):
             raise ValueError(f"{fn}: A @ Q has non-finite (NaN or Inf) entries: A must be finite")
-        H = Q.mT @ Z
+        H = _inner(Q, Z)  # blocked over rows (see orth.tall_inner)
         theta, S = torch.linalg.eigh((H + H.mT) / 2)
         order = theta.abs().argsort(dim=-1, descending=True)
         theta = theta.gather(-1, order)
