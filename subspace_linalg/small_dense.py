@@ -117,8 +117,9 @@ def eigh_small(A: torch.Tensor, *, method: str = "auto", max_sweeps: int = DEFAU
     """Eigendecomposition of symmetric A (..., n, n), n <= 512. ``method="jacobi"``: the
     native batched two-sided cyclic Jacobi kernel (round-robin order; one Newton-Schulz
     polish of the eigenvectors); ``"torch"``: torch.linalg.eigh; ``"auto"`` (default):
-    Jacobi on CUDA, and on the CPU for large batches of small float32 matrices (n <= 32,
-    batch >= 64), where it measures faster; torch.linalg.eigh otherwise. Like
+    Jacobi on CUDA, and on the CPU for large batches of small float32 matrices
+    (16 <= n <= 32 with batch >= 64, n < 16 with batch >= 256), where it measures faster;
+    torch.linalg.eigh otherwise. Like
     ``torch.linalg.eigh`` the lower triangle is read. Returns ``EighResult(eigenvalues
     (..., n) ascending, eigenvectors (..., n, n) as columns)``; float32 for 16-bit inputs.
     Warns NotConvergedWarning if some matrix needed more than ``max_sweeps`` sweeps."""
