@@ -52,14 +52,17 @@ def _u(dtype):
     return torch.finfo(dtype).eps / 2
 
 
-@pytest.fixture(params=["size-rule", "cholqr"])
+@pytest.fixture(params=["size-rule", "cholqr", "cholqr-scqr3"])
 def auto_path(request, monkeypatch):
-    """Run an "auto" test as the size rule decides (small CPU blocks: Householder QR) and
-    with the CholeskyQR2 path and its fallbacks forced at every size."""
-    if request.param == "cholqr":
-        from subspace_linalg import orth
+    """Run an "auto" test as the size rule decides (small CPU blocks: Householder QR), with
+    the CholeskyQR2 path forced at every size (a failed element rescued by Householder QR,
+    as on the CPU), and with the GPU's rescue (shifted CholeskyQR3 first) on the CPU."""
+    from subspace_linalg import orth
 
+    if request.param != "size-rule":
         monkeypatch.setattr(orth, "householder_better", lambda Y, full=True: False)
+    if request.param == "cholqr-scqr3":
+        monkeypatch.setattr(orth, "_householder_rescue", lambda Y: False)
     return request.param
 
 
