@@ -9,6 +9,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "sl/csr_gather.h"
 #include "sl/dtype.h"
 #include "sl/isa.h"
 #include "sl/parallel.h"
@@ -36,32 +37,6 @@ Status fill(int kind, std::uint64_t seed, std::uint32_t tag, double scale, const
 }
 
 constexpr int kLanes = 16;  // rows of X per tile: one vector of accumulators per output column
-
-// out[0..kLanes) = sum_{p in [lo, hi)} vals[p] * buf[cols[p]][0..kLanes): the tile's rows
-// interleaved in buf (kLanes values per column of X). The accumulators are one GCC/Clang
-// vector value (a zmm register for floats under AVX-512): with an array of accumulators GCC
-// kept them in memory, a load and a store per nonzero (the same pattern as csr_matvec).
-template <typename A>
-SL_ALWAYS_INLINE inline void gather_chunk(std::int64_t lo, std::int64_t hi, const std::int64_t* __restrict cols,
-                                          const A* __restrict vals, const A* __restrict buf, A* __restrict out) {
-  typedef A vec __attribute__((vector_size(kLanes * sizeof(A))));
-  vec acc0 = {}, acc1 = {};  // two chains: the loads overlap instead of waiting on one FMA chain
-  std::int64_t p = lo;
-  for (; p + 1 < hi; p += 2) {
-    vec x0, x1;
-    std::memcpy(&x0, buf + cols[p] * kLanes, sizeof(vec));
-    std::memcpy(&x1, buf + cols[p + 1] * kLanes, sizeof(vec));
-    acc0 += vals[p] * x0;
-    acc1 += vals[p + 1] * x1;
-  }
-  if (p < hi) {
-    vec x0;
-    std::memcpy(&x0, buf + cols[p] * kLanes, sizeof(vec));
-    acc0 += vals[p] * x0;
-  }
-  acc0 += acc1;
-  std::memcpy(out, &acc0, sizeof(vec));
-}
 
 #if defined(__GNUC__) && !defined(__clang__)
 #define SL_SKETCH_SHUFFLE 1
@@ -136,7 +111,7 @@ SL_ALWAYS_INLINE inline void tile_body(const Mat3View& x, const CsrView& a, cons
   }
   alignas(64) A out[kLanes];
   for (std::int64_t j = 0; j < a.J; ++j) {
-    gather_chunk(a.ptr[j], a.ptr[j + 1], a.cols, vals, buf, out);
+    csr_gather<kLanes>(a.ptr[j], a.ptr[j + 1], a.cols, vals, buf, kLanes, out);  // sl/csr_gather.h
     T* yj = Y + j * y.sc;
     for (std::int64_t q = 0; q < nr; ++q) store_acc(yj + q * y.sr, out[q]);
   }

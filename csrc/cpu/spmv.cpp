@@ -1,10 +1,10 @@
 // CPU CSR times rows of vectors (contract in sl/spmv.h): OpenMP over matrix rows, every
 // vector of the batch done while the row is in cache.
 #include <cstdint>
-#include <cstring>
 #include <string>
 #include <type_traits>
 
+#include "sl/csr_gather.h"
 #include "sl/dtype.h"
 #include "sl/isa.h"
 #include "sl/parallel.h"
@@ -26,26 +26,19 @@ namespace {
 constexpr std::int64_t kRowBlock = 256;  // rows per task
 
 // interleaved vectors: the S values of one column of x (and of one row of y when ys == 1)
-// are contiguous. W accumulators are one GCC/Clang vector value (a zmm register for 16
-// floats under AVX-512, split by the compiler elsewhere): with a plain array GCC kept them
-// in memory, a load and a store per nonzero (4x slower at 16 vectors, measured on an AMD
-// EPYC: 495 -> 130 us single-threaded for a 128^2 Poisson matrix).
+// are contiguous; W of them at a time through sl::csr_gather (sl/csr_gather.h: 495 -> 130 us
+// single-threaded at 16 vectors of a 128^2 Poisson matrix against the array accumulators)
 template <int W, typename T>
 SL_ALWAYS_INLINE inline void row_chunk(std::int64_t lo, std::int64_t hi, const std::int64_t* __restrict col,
                                        const T* __restrict val, const T* __restrict xs0, T* __restrict y0,
                                        std::int64_t xj, std::int64_t ys) {
-  typedef T vec __attribute__((vector_size(W * sizeof(T))));
-  vec acc = {};
-  for (std::int64_t k = lo; k < hi; ++k) {
-    vec xv;
-    std::memcpy(&xv, xs0 + col[k] * xj, sizeof(vec));
-    acc += val[k] * xv;
-  }
   if (ys == 1) {
-    std::memcpy(y0, &acc, sizeof(vec));
-  } else {
-    for (int t = 0; t < W; ++t) y0[t * ys] = acc[t];
+    csr_gather<W>(lo, hi, col, val, xs0, xj, y0);
+    return;
   }
+  alignas(64) T out[W];
+  csr_gather<W>(lo, hi, col, val, xs0, xj, out);
+  for (int t = 0; t < W; ++t) y0[t * ys] = out[t];
 }
 
 template <typename T>
