@@ -319,7 +319,7 @@ __device__ T search_block(std::int64_t d, std::int64_t k, std::int64_t ld, const
         copy_block(d, ns.xp, x);
         break;
       }
-      if (step < tol) {
+      if (spm_newton_done(step, tol)) {
         done = true;
         break;
       }

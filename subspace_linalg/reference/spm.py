@@ -78,6 +78,7 @@ NEWTON_SWITCH = 1e-3   # first power step size below which Newton is tried
 NEWTON_STEPS = 8       # Newton steps per attempt
 NEWTON_SHRINK = 0.1    # the switch threshold after a failed attempt
 NEWTON_SLACK = 64.0    # F may drop by this many eps (relative) in a Newton step
+NEWTON_QUADRATIC = 100.0  # a Newton step s with this s^2 < tol ends the search (sl/spm.h)
 
 
 def _newton_system(V: torch.Tensor, x: torch.Tensor, idx: torch.Tensor):
@@ -148,7 +149,7 @@ def search(V: torch.Tensor, x0: torch.Tensor, maxiter: int, tol: float, cn: floa
             if not step < 2:  # not finite: undo
                 break
             x = xn
-            if step < tol:
+            if step < tol or NEWTON_QUADRATIC * step * step < tol:
                 done = True
                 break
         sw *= NEWTON_SHRINK

@@ -54,7 +54,9 @@ Status spm_power_cuda(int dtype, const SpmShape& s, const void* V, void* X, void
 //     W = [M_1 x, ..., M_k x]^T (k, d), alpha = W x, g = W^T alpha, f = |alpha|^2,
 //     A = f I - (2 W^T W + sum_r alpha_r M_r), B = P A P + x x^T (P = I - x x^T),
 //     x_new = normalize(x + B^{-1} (g - f x)).
-//   It stops when a step of either kind is below tol. A Newton attempt ends early when B is
+//   It stops when a step of either kind is below tol, or a Newton step s has
+//   kSpmNewtonQuadratic s^2 < tol (quadratic convergence: the next step would be below tol,
+//   so the system that would only confirm it is not formed). A Newton attempt ends early when B is
 //   not positive definite (Cholesky fails: no local maximum near x; x is kept) or when
 //   F(x_new) < F(x) - kSpmNewtonSlack eps max(F(x), 1) (the step is undone); then the
 //   power iteration resumes with s <- kSpmNewtonShrink s. Both kinds count as iterations.
@@ -73,6 +75,16 @@ constexpr double kSpmNewtonSwitch = 1e-3;  // first power step size below which 
 constexpr int kSpmNewtonSteps = 8;         // Newton steps per attempt
 constexpr double kSpmNewtonShrink = 0.1;   // the switch threshold after a failed attempt
 constexpr double kSpmNewtonSlack = 64;     // F may drop by this many eps (relative) in a Newton step
+constexpr double kSpmNewtonQuadratic = 100;  // a Newton step s with this s^2 < tol ends the search
+
+// Whether the Newton step `step` ends the search (shared by the CPU and CUDA kernels).
+template <typename T>
+#if defined(__CUDACC__)
+__host__ __device__
+#endif
+inline bool spm_newton_done(T step, T tol) {
+  return step < tol || T(kSpmNewtonQuadratic) * step * step < tol;
+}
 std::int64_t spm_extract_workspace_bytes(int dtype, std::int64_t d, std::int64_t R);
 struct SpmExtractArgs {
   std::int64_t d = 0, R = 0, ntries = 1, maxiter = 0;
