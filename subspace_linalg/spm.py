@@ -27,6 +27,7 @@ from . import _validate
 from ._dtypes import FLOATING, eps
 from ._results import CPResult
 from .errors import NotConvergedWarning
+from .sketching import draw_seed
 
 _NTRIES = 3          # starts per component, tried in turn until one reaches 1 - F < _FRESTOL
 _FRESTOL = 1e-2      # a start is accepted when 1 - F(x) < _FRESTOL
@@ -91,6 +92,37 @@ def _polish_weights(T: torch.Tensor, F: torch.Tensor, w0: torch.Tensor) -> torch
     return w
 
 
+def _warn_unconverged(fn: str, worst: float) -> None:
+    if worst >= _FRESTOL:
+        warnings.warn(f"{fn}: a component's power iteration reached only 1 - F = {worst:.3e}, tolerance "
+                      f"{_FRESTOL:.0e} (is the rank too large or T far from low rank?)", NotConvergedWarning,
+                      stacklevel=3)
+
+
+def _rank_above(fn: str, R: int, num_rank: int) -> ValueError:
+    return ValueError(f"{fn}: rank={R} exceeds the numerical rank {num_rank} of T's flattening "
+                      f"(at most {num_rank} components can be recovered)")
+
+
+def _spm3(fn, T, rank, tol, maxiter, generator) -> CPResult:
+    """Order 3: one call of subspace_linalg::spm_cp3 (the checks, the flattening's SVD, the
+    search in the span of its right singular vectors, the weights), see sl/spm.h."""
+    seed = draw_seed(generator)
+    w, F, _, info = torch.ops.subspace_linalg.spm_cp3.default(T, 0 if rank is None else rank, _NTRIES, maxiter, tol,
+                                                              _CN, _FRESTOL, seed)
+    _, _, _, _, R, num_rank, worst, status = info.tolist()
+    R, status = int(R), int(status)
+    if status == 1:
+        _check_finite_symmetric(fn, T)  # raises, naming the count or the largest asymmetry
+        raise ValueError(f"{fn}: T must be finite and symmetric")
+    if status == 2:
+        raise _rank_above(fn, R, int(num_rank))
+    if status == 3:
+        return CPResult(T.new_zeros(0), T.new_zeros(T.shape[0], 0))
+    _warn_unconverged(fn, worst)
+    return CPResult(w[:R], F[:, :R].contiguous())
+
+
 def spm(T: torch.Tensor, *, rank: int | None = None, tol: float | None = None, maxiter: int | None = None,
         generator: torch.Generator | None = None) -> CPResult:
     """Symmetric CP decomposition ``T = sum_i w_i f_i^(x)order`` by the Subspace Power Method.
@@ -123,7 +155,6 @@ def spm(T: torch.Tensor, *, rank: int | None = None, tol: float | None = None, m
     d = T.shape[0]
     if d < 1:
         raise ValueError(f"{fn}: T must not be empty, got shape {tuple(T.shape)}")
-    _check_finite_symmetric(fn, T)
     D = d * (d + 1) // 2
     max_rank = D if order == 4 else d
     if rank is not None:
@@ -131,19 +162,17 @@ def spm(T: torch.Tensor, *, rank: int | None = None, tol: float | None = None, m
     tol = 64.0 * eps(T.dtype) if tol is None else _validate.check_float(fn, "tol", tol, positive=True)
     maxiter = _MAXITER if maxiter is None else _validate.check_int(fn, "maxiter", maxiter, minimum=1)
     _validate.check_generator(fn, generator)
+    if order == 3:
+        return _spm3(fn, T, rank, tol, maxiter, generator)
+    _check_finite_symmetric(fn, T)
 
     dt, dev = T.dtype, T.device
     i0, i1, s = _packing(d, dt, dev)
-    if order == 4:
-        M = T[i0, i1][:, i0, i1]
-        lam, vecs = torch.linalg.eigh(s[:, None] * M * s[None, :])
-        perm = lam.abs().argsort(descending=True)
-        lam, vecs = lam[perm], vecs[:, perm]
-        spec = lam.abs()
-    else:
-        M = T[i0, i1]  # (D, d)
-        vecs, lam, Uh = torch.linalg.svd(s[:, None] * M, full_matrices=False)
-        spec = lam
+    M = T[i0, i1][:, i0, i1]
+    lam, vecs = torch.linalg.eigh(s[:, None] * M * s[None, :])
+    perm = lam.abs().argsort(descending=True)
+    lam, vecs = lam[perm], vecs[:, perm]
+    spec = lam.abs()
     sv = spec.tolist()  # one sync; the rank rules below are a few scalar comparisons
     tiny = torch.finfo(dt).tiny
     if rank is None:
@@ -152,28 +181,20 @@ def spm(T: torch.Tensor, *, rank: int | None = None, tol: float | None = None, m
     R = rank
     num_rank = sum(1 for v in sv if v > len(sv) * eps(dt) * max(sv[0], tiny))
     if R > num_rank:
-        raise ValueError(f"{fn}: rank={R} exceeds the numerical rank {num_rank} of T's flattening "
-                         f"(at most {num_rank} components can be recovered)")
+        raise _rank_above(fn, R, num_rank)
     if R == 0:
         return CPResult(torch.zeros(0, dtype=dt, device=dev), torch.zeros(d, 0, dtype=dt, device=dev))
     V = vecs[:, :R] / s[:, None]           # packed full-layout values of an orthonormal basis
     D1 = torch.diag(1.0 / lam[:R])         # pseudo-inverse of the flattening in that basis
-    U = Uh[:R].T if order == 3 else V.new_empty(0)  # (d, R), right singular vectors (order 3)
+    U = V.new_empty(0)
     # the random starts of every component and restart, drawn up front (reproducible)
     gdev = generator.device if generator is not None else dev
     GC = torch.randn(R, _NTRIES, d + R, generator=generator, dtype=dt, device=gdev).to(dev)
     G, C = GC[..., :d].contiguous(), GC[..., d:].contiguous()
     weights, F, fbest = torch.ops.subspace_linalg.spm_extract.default(
-        V.contiguous(), D1, U.contiguous(), G, C, order == 3, maxiter, tol, _CN, _FRESTOL)
+        V.contiguous(), D1, U, G, C, False, maxiter, tol, _CN, _FRESTOL)
     factors = F.T
-    worst = float(1.0 - fbest.min())
-    if worst >= _FRESTOL:
-        warnings.warn(f"{fn}: a component's power iteration reached only 1 - F = {worst:.3e}, tolerance "
-                      f"{_FRESTOL:.0e} (is the rank too large or T far from low rank?)", NotConvergedWarning,
-                      stacklevel=2)
+    _warn_unconverged(fn, float(1.0 - fbest.min()))
     weights = _polish_weights(T, factors, weights)
-    if order == 3:  # (-x)^(x)3 = -x^(x)3: positive weights
-        factors = torch.where(weights < 0, -factors, factors)
-        weights = weights.abs()
     order_idx = weights.abs().argsort(descending=True)
     return CPResult(weights[order_idx].contiguous(), factors[:, order_idx].contiguous())

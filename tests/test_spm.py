@@ -246,3 +246,85 @@ def test_power_op_compiles_fullgraph(gen):
     exp = step(V, X)
     torch.testing.assert_close(out[0], exp[0])
     torch.testing.assert_close(out[1], exp[1])
+
+
+# ---- spm_cp3: the whole order-3 SPM in one op ------------------------------------------
+
+def _cp3_args(T, rank=0, seed=1234):
+    eps = torch.finfo(T.dtype).eps
+    return (T, rank, 3, 5000, 64 * eps, math.sqrt(0.5), 1e-2, seed)
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("d,r,rank,noise", [(12, 8, 0, 0.0), (9, 9, 9, 0.0), (10, 6, 6, 1e-3)])
+def test_cp3_native_matches_reference(device, dtype, d, r, rank, noise, gen):
+    T, _, A = planted(d, r, 3, gen(40 + d + r))
+    if noise:
+        N = sym_noise(T.shape, gen(41))
+        T = T + N * (noise * T.norm() / N.norm())
+    T = T.to(dtype=dtype, device=device)
+    w, F, sig, info = torch.ops.subspace_linalg.spm_cp3(*_cp3_args(T, rank))
+    assert info.dtype == torch.float64 and info.shape == (8,)
+    assert info[7].item() == 0 and info[4].item() == r  # the rank found (rank 0) or given
+    R = r
+    # the pure-torch steps in float64 at that rank (float32 rounding is above float64's cutoff)
+    wr, Fr, sr, ir = ref.cp3(*_cp3_args(T.double().cpu(), R))
+    assert ir[7].item() == 0
+    tol = 100 * rtol("tensor", dtype, d * r) + (10 * noise if dtype == torch.float32 else 0.0)
+    torch.testing.assert_close(sig.double().cpu(), sr, rtol=tol, atol=tol * float(sr[0]))
+    torch.testing.assert_close(w[:R].double().cpu(), wr[:R], rtol=tol, atol=tol)
+    torch.testing.assert_close(F[:, :R].double().cpu(), Fr[:, :R], rtol=tol, atol=tol)
+    assert bool((w[R:] == 0).all()) and bool((F[:, R:] == 0).all())
+    limit = 1e-8 if (dtype == torch.float64 and not noise) else 10 * max(noise, 1e-4)
+    assert float(match(A, F[:, :R].double().cpu()).min()) >= 1 - limit
+
+
+def test_cp3_statuses(gen):
+    T, _, _ = planted(8, 5, 3, gen(50))
+    w, F, sig, info = torch.ops.subspace_linalg.spm_cp3(*_cp3_args(T, 7))  # rank 7 > numerical rank 5
+    assert info[7].item() == 2 and info[5].item() == 5
+    _, _, _, info = torch.ops.subspace_linalg.spm_cp3(*_cp3_args(torch.zeros(4, 4, 4, dtype=torch.float64)))
+    assert info[7].item() == 3 and info[4].item() == 0
+    B = T.clone()
+    B[0, 1, 2] += 1e-3
+    _, _, _, info = torch.ops.subspace_linalg.spm_cp3(*_cp3_args(B))
+    assert info[7].item() == 1 and info[2].item() == pytest.approx(1e-3, rel=1e-6)
+    B = T.clone()
+    B[1, 1, 1] = float("nan")
+    _, _, _, info = torch.ops.subspace_linalg.spm_cp3(*_cp3_args(B))
+    assert info[7].item() == 1
+    for args in ((T, -1), (T, 9), (T.float()[:, :, :7], 0)):
+        with pytest.raises(RuntimeError, match="spm_cp3"):
+            torch.ops.subspace_linalg.spm_cp3(*_cp3_args(*args))
+
+
+def test_cp3_seed_reproducible_and_compressed_search_exact(gen):
+    # the search runs in span(Ub): the factors of a noiseless tensor with r < d lie there
+    T, w, A = planted(14, 6, 3, gen(51))
+    a = torch.ops.subspace_linalg.spm_cp3(*_cp3_args(T, 0, seed=7))
+    b = torch.ops.subspace_linalg.spm_cp3(*_cp3_args(T, 0, seed=7))
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
+    F = a[1][:, :6]
+    err = float((reconstruct(a[0][:6], F, 3) - T).norm() / T.norm())
+    assert err <= 1e-12 and float(match(A, F).min()) >= 1 - 1e-10
+
+
+@pytest.mark.parametrize("device", devices())
+def test_cp3_opcheck(device, gen):
+    T, _, _ = planted(6, 4, 3, gen(52))
+    torch.library.opcheck(torch.ops.subspace_linalg.spm_cp3.default, _cp3_args(T.to(device)))
+
+
+def test_cp3_compiles_fullgraph(gen):
+    T, _, _ = planted(7, 5, 3, gen(53))
+
+    def f(T):
+        w, F, sig, info = torch.ops.subspace_linalg.spm_cp3.default(*_cp3_args(T))
+        return w * 2, F + 1, info
+
+    out = torch.compile(f, fullgraph=True)(T)
+    exp = f(T)
+    for x, y in zip(out, exp):
+        torch.testing.assert_close(x, y)

@@ -88,7 +88,36 @@ void spm_extract(int dtype, std::int64_t d, std::int64_t R, std::int64_t ntries,
                          ", ntries=" + std::to_string(ntries));
 }
 
+// CPU only: the CUDA path of the op composes torch.linalg and spm_extract (reference/spm.py)
+void spm_cp3(int dtype, std::int64_t d, std::int64_t rank, std::int64_t ntries, std::int64_t maxiter, double tol,
+             double cn, double frestol, std::uint64_t seed, std::uintptr_t T, std::uintptr_t weights,
+             std::uintptr_t factors, std::uintptr_t sig, std::uintptr_t info) {
+  SpmCp3Args a;
+  a.d = d;
+  a.rank = rank;
+  a.ntries = ntries;
+  a.maxiter = maxiter;
+  a.tol = tol;
+  a.cn = cn;
+  a.frestol = frestol;
+  a.seed = seed;
+  a.T = reinterpret_cast<const void*>(T);
+  a.weights = reinterpret_cast<void*>(weights);
+  a.factors = reinterpret_cast<void*>(factors);
+  a.sig = reinterpret_cast<void*>(sig);
+  a.info = reinterpret_cast<double*>(info);
+  Status st;
+  {
+    py::gil_scoped_release nogil;
+    st = spm_cp3_cpu(dtype, a);
+  }
+  raise_if_error(st, "spm_cp3 with d=" + std::to_string(d) + ", rank=" + std::to_string(rank));
+}
+
 void bind_spm(py::module_& m) {
+  m.def("spm_cp3", &spm_cp3,
+        "SPM of an order-3 symmetric tensor end to end on the CPU (dtype, d, rank, ntries, maxiter, tol, cn, "
+        "frestol, seed, T, weights, factors, sig, info)");
   m.def("spm_extract", &spm_extract,
         "SPM extraction of all R components with deflation (dtype, d, R, ntries, odd, V, D1, U, G, C, weights, "
         "factors, fbest, maxiter, tol, cn, frestol, workspace, ws_bytes, exec)");

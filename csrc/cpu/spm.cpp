@@ -16,6 +16,7 @@
 #include "sl/dtype.h"
 #include "sl/isa.h"
 #include "sl/parallel.h"
+#include "sl/philox.h"
 #include "sl/spm.h"
 
 namespace sl {
@@ -236,7 +237,8 @@ Status spm_extract_cpu(int dtype, const SpmExtractArgs& a) {
   SL_REQUIRE(a.d >= 1 && a.R >= 1 && a.ntries >= 1 && a.maxiter >= 0,
              "spm_extract: need d >= 1, R >= 1, ntries >= 1, maxiter >= 0, got d=" + std::to_string(a.d) +
                  " R=" + std::to_string(a.R) + " ntries=" + std::to_string(a.ntries));
-  SL_REQUIRE(a.V && a.D1 && a.G && a.C && a.weights && a.factors && a.fbest && (!a.odd || a.U),
+  SL_REQUIRE(a.V && a.D1 && (a.G != nullptr) == (a.C != nullptr) && a.weights && a.factors && a.fbest &&
+                 (!a.odd || a.U),
              "spm_extract: null data pointer");
   return dispatch_real(dtype, "spm_extract", [&](auto tag) {
     using T = decltype(tag);

@@ -145,3 +145,53 @@ def _(V, D1, U, G, C, odd, maxiter, tol, cn, frestol):
                    w.data_ptr(), F.data_ptr(), fb.data_ptr(), int(maxiter), float(tol), float(cn), float(frestol),
                    wp, wb, _native.exec_args(V))
     return w, F, fb
+
+
+def _check_cp3(T, rank, ntries, maxiter, seed):
+    torch._check(T.dtype in FLOATING, lambda: f"spm_cp3: T must be float32 or float64, got {T.dtype}")
+    torch._check(T.dim() == 3 and T.shape[0] == T.shape[1] == T.shape[2] and T.shape[0] >= 1,
+                 lambda: f"spm_cp3: T must be (d, d, d) with d >= 1, got {tuple(T.shape)}")
+    torch._check(0 <= rank <= T.shape[0], lambda: f"spm_cp3: rank must be in [0, {T.shape[0]}], got {rank}")
+    torch._check(ntries >= 1 and maxiter >= 1, lambda: f"spm_cp3: need ntries >= 1, maxiter >= 1, got {ntries}, {maxiter}")
+    torch._check(0 <= seed < 2 ** 63, lambda: f"spm_cp3: seed must be in [0, 2^63), got {seed}")
+
+
+@torch.library.custom_op("subspace_linalg::spm_cp3", mutates_args=())
+def spm_cp3(T: torch.Tensor, rank: int, ntries: int, maxiter: int, tol: float, cn: float, frestol: float, seed: int
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The whole SPM of a symmetric order-3 tensor T (d, d, d) (csrc/include/sl/spm.h:
+    spm_cp3_cpu): weights (d,) and factors (d, d) (the first R entries / columns), the
+    flattening's singular values (d,), and info (8,) float64 = [min T, max T, the two
+    asymmetries, R, numerical rank, 1 - min F, status] (status 0 ok, 1 T rejected, 2 rank
+    above the numerical rank, 3 rank 0). rank 0: found from the spectrum."""
+    _check_cp3(T, rank, ntries, maxiter, seed)
+    return _ref.cp3(T, rank, ntries, maxiter, tol, cn, frestol, seed)
+
+
+@spm_cp3.register_fake
+def _(T, rank, ntries, maxiter, tol, cn, frestol, seed):
+    _check_cp3(T, rank, ntries, maxiter, seed)
+    d = T.shape[0]
+    return T.new_empty(d), T.new_empty(d, d), T.new_empty(d), T.new_empty(8, dtype=torch.float64)
+
+
+@spm_cp3.register_kernel("cpu")
+def _(T, rank, ntries, maxiter, tol, cn, frestol, seed):
+    _check_cp3(T, rank, ntries, maxiter, seed)
+    T = T.contiguous()
+    d = T.shape[0]
+    w, F, s = T.new_empty(d), T.new_empty(d, d), T.new_empty(d)
+    info = torch.empty(8, dtype=torch.float64)
+    _native.lib().spm_cp3(_native.dtype_code(T.dtype), d, int(rank), int(ntries), int(maxiter), float(tol), float(cn),
+                          float(frestol), int(seed), T.data_ptr(), w.data_ptr(), F.data_ptr(), s.data_ptr(),
+                          info.data_ptr())
+    return w, F, s, info
+
+
+@spm_cp3.register_kernel("cuda")
+def _(T, rank, ntries, maxiter, tol, cn, frestol, seed):
+    # the same steps from torch.linalg (cuSOLVER) and the native CUDA spm_extract / Philox fill
+    _check_cp3(T, rank, ntries, maxiter, seed)
+    return _ref.cp3(T.contiguous(), rank, ntries, maxiter, tol, cn, frestol, seed,
+                    extract=torch.ops.subspace_linalg.spm_extract.default,
+                    fill=torch.ops.subspace_linalg.random_fill_.default)

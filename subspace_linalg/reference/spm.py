@@ -238,3 +238,86 @@ def extract(V: torch.Tensor, D1: torch.Tensor, U: torch.Tensor, G: torch.Tensor,
         factors[k - 1] = xb
         fbest[k - 1] = best
     return weights, factors, fbest
+
+
+# ---- spm_cp3: the whole order-3 SPM (contract: spm_cp3_cpu in csrc/include/sl/spm.h) ----
+STARTS_TAG = 16      # kSpmStartsTag: the sl/philox.h tag of the random starts
+_REJECTED, _RANK_ABOVE, _RANK_ZERO = 1, 2, 3
+
+
+def _triu(d: int, device):
+    iu = torch.triu_indices(d, d, device=device)
+    return iu[0], iu[1]
+
+
+def core3(T: torch.Tensor, Ub: torch.Tensor) -> torch.Tensor:
+    """T x1 Ub^T x2 Ub^T x3 Ub^T (R, R, R) for T (d, d, d), Ub (d, R)."""
+    return torch.einsum("ijk,ia,jb,kc->abc", T, Ub, Ub, Ub)
+
+
+def cp3(T: torch.Tensor, rank: int, ntries: int, maxiter: int, tol: float, cn: float, frestol: float, seed: int,
+        *, extract=None, fill=None):
+    """The steps of spm_cp3_cpu from torch ops: returns (weights (d,), factors (d, d), sig (d,),
+    info (8,) float64), see csrc/include/sl/spm.h. ``extract`` (default: :func:`extract`)
+    and ``fill`` (default: the reference Philox fill) are the stages the CUDA path replaces
+    by the native ops."""
+    from . import sketch as _sketch
+
+    extract = extract if extract is not None else globals()["extract"]
+    fill = fill if fill is not None else _sketch.random_fill
+    d, dt, dev = T.shape[0], T.dtype, T.device
+    w_out, f_out, s_out = T.new_zeros(d), T.new_zeros(d, d), T.new_zeros(d)
+    info = [0.0] * 8
+    lo, hi = torch.aminmax(T)
+    d01 = (T - T.transpose(0, 1)).abs().amax()
+    d12 = (T - T.transpose(1, 2)).abs().amax()
+    info[:4] = torch.stack([lo, hi, d01, d12]).tolist()
+
+    def out(status):
+        info[7] = float(status)
+        return w_out, f_out, s_out, torch.tensor(info, dtype=torch.float64, device=dev)
+
+    eps, tiny = torch.finfo(dt).eps, torch.finfo(dt).tiny
+    if not all(math.isfinite(v) for v in info[:4]) or max(info[2], info[3]) > 300 * eps * max(abs(info[0]), abs(info[1])):
+        return out(_REJECTED)
+    i0, i1 = _triu(d, dev)
+    s = torch.where(i0 == i1, torch.ones((), dtype=dt, device=dev), torch.full((), 2.0, dtype=dt, device=dev).sqrt())
+    _, sig, Vh = torch.linalg.svd(s[:, None] * T[i0, i1], full_matrices=False)
+    s_out.copy_(sig)
+    sv = sig.tolist()
+    R = rank
+    if R <= 0:
+        typical = (sum(v * v for v in sv) / d) / max(sum(sv) / d, tiny)
+        R = sum(1 for v in sv if v > math.sqrt(eps) * typical)
+    num = sum(1 for v in sv if v > d * eps * max(sv[0], tiny))
+    info[4], info[5] = float(R), float(num)
+    if R > num:
+        return out(_RANK_ABOVE)
+    if R == 0:
+        return out(_RANK_ZERO)
+    Ub = Vh[:R].T
+    big = Ub.abs().argmax(dim=0)  # the sign: each column's entry of largest magnitude positive
+    Ub = Ub * torch.where(Ub[big, torch.arange(R, device=dev)] < 0, -1.0, 1.0).to(dt)
+    core = core3(T, Ub)
+    r0, r1 = _triu(R, dev)
+    Vc = (core[r0, r1] / sig[:R]).contiguous()
+    D1 = torch.diag(1.0 / sig[:R])
+    Ui = torch.eye(R, dtype=dt, device=dev)
+    GC = torch.empty(R * ntries, 2 * R, dtype=dt, device=dev)
+    fill(GC, 0, seed, STARTS_TAG, 1.0)
+    G = GC[:, :R].reshape(R, ntries, R).contiguous()
+    C = GC[:, R:].reshape(R, ntries, R).contiguous()
+    w, Y, fb = extract(Vc, D1, Ui, G, C, True, maxiter, tol, cn, frestol)
+    info[6] = 1.0 - float(fb.min())
+    b = torch.einsum("abc,ra,rb,rc->r", core, Y, Y, Y)
+    L, ok = torch.linalg.cholesky_ex((Y @ Y.T) ** 3)
+    if int(ok) == 0:
+        sol = torch.cholesky_solve(b[:, None], L)[:, 0]
+        if bool(torch.isfinite(sol).all()):
+            w = sol
+    order = torch.sort(w.abs(), descending=True, stable=True).indices
+    w, Y = w[order], Y[order]
+    sgn = torch.where(w < 0, -1.0, 1.0).to(dt)
+    w_out[:R] = w.abs()
+    f_out[:, :R] = (Ub @ Y.T) * sgn
+    return out(0)

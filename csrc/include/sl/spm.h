@@ -92,8 +92,52 @@ struct SpmExtractArgs {
   double tol = 0, cn = 0, frestol = 0;
   const void *V = nullptr, *D1 = nullptr, *U = nullptr, *G = nullptr, *C = nullptr;
   void *weights = nullptr, *factors = nullptr, *fbest = nullptr;
+  // CPU only: G = C = nullptr draws the start of (j, t) when it is needed, as row j ntries + t
+  // = [G[j, t] | C[j, t]] of the Gaussian matrix (R ntries, d + R) of sl/philox.h under
+  // (seed, tag) (counter-based: the same values as that matrix given in full)
+  std::uint64_t seed = 0;
+  std::uint32_t tag = 0;
 };
 Status spm_extract_cpu(int dtype, const SpmExtractArgs& a);
+
+// The whole SPM of a symmetric order-3 tensor T (d, d, d), row-major, in one call (CPU;
+// the CUDA path composes torch.linalg with spm_extract, reference/spm.py: cp3):
+//   1. checks: lo, hi = min, max of T; dev01, dev12 = max |T - T^(swap)| over the swaps of
+//      indices (0, 1) and (1, 2); T is rejected (status 1, nothing else computed) when not
+//      finite or when max(dev01, dev12) > 300 eps max(|lo|, |hi|);
+//   2. M (D, d) = the flattening over packed pairs scaled by s (1 on the diagonal, sqrt 2 off
+//      it): Householder QR with column pivoting M P = Q Rm (Q not formed), the rows of Rm
+//      past the first nk with |Rm[nk:, nk:]|_F <= d eps |Rm[0, 0]| dropped (their singular
+//      values are below the numerical-rank cutoff), the one-sided Jacobi SVD of Rm[:nk]^T
+//      (sl/small_dense.h): singular values sig (descending; zeros past nk) and the right
+//      singular vectors of M;
+//   3. the rank: `rank` if > 0, else #{sig_i > sqrt(eps) typical}, typical = mean(sig^2) /
+//      mean(sig); numerical rank #{sig_i > d eps sig_0}; status 2 when the rank exceeds it,
+//      3 when it is 0;
+//   4. the search in span(Ub) (Ub = the first R right singular vectors, each signed so that
+//      its entry of largest magnitude is positive; x = Ub y): the core
+//      C = T x1 Ub^T x2 Ub^T x3 Ub^T, the basis V~ = packed (C[:, :, r] / sig_r), D1 =
+//      diag(1 / sig), U = I; starts G (R, ntries, R), C (R, ntries, R) from the rows of the
+//      Gaussian matrix (R ntries, 2 R) of sl/philox.h under (seed, kSpmStartsTag) (row
+//      j ntries + t = [G[j, t] | C[j, t]]); spm_extract on these with d = R;
+//   5. factors f_r = Ub y_r; weights re-solved by least squares, G w = b with
+//      G = (Y^T Y)^(.3), b_r = <C, y_r^(x)3> (= <T, f_r^(x)3>), Cholesky, kept from the
+//      projection when G is not positive definite; odd order: f -> -f where w < 0;
+//      sorted by decreasing |w|.
+// Outputs: weights (d) and factors (d, d) row-major (the first R entries / columns),
+// sig (d), info (8) float64 = [lo, hi, dev01, dev12, R, numerical rank, 1 - min fbest,
+// status (0 ok)].
+constexpr std::uint32_t kSpmStartsTag = 16;  // sl/philox.h tag of the random starts
+constexpr int kSpmJacobiSweeps = 40;         // sweeps of the Jacobi SVD of Rm
+struct SpmCp3Args {
+  std::int64_t d = 0, rank = 0, ntries = 1, maxiter = 0;
+  double tol = 0, cn = 0, frestol = 0;
+  std::uint64_t seed = 0;
+  const void* T = nullptr;
+  void *weights = nullptr, *factors = nullptr, *sig = nullptr;
+  double* info = nullptr;
+};
+Status spm_cp3_cpu(int dtype, const SpmCp3Args& a);
 Status spm_extract_cuda(int dtype, const SpmExtractArgs& a, void* workspace, std::int64_t ws_bytes,
                         const Exec& exec);
 
