@@ -27,6 +27,7 @@ from . import _validate
 from ._dtypes import FLOATING, eps
 from ._results import CPResult
 from .errors import NotConvergedWarning
+from ._ops import spm as _spm_ops
 from .sketching import draw_seed
 
 _NTRIES = 3          # starts per component, tried in turn until one reaches 1 - F < _FRESTOL
@@ -107,9 +108,11 @@ def _rank_above(fn: str, R: int, num_rank: int) -> ValueError:
 def _spm3(fn, T, rank, tol, maxiter, generator) -> CPResult:
     """Order 3: one call of subspace_linalg::spm_cp3 (the checks, the flattening's SVD, the
     search in the span of its right singular vectors, the weights), see sl/spm.h."""
-    seed = draw_seed(generator)
-    w, F, _, info = torch.ops.subspace_linalg.spm_cp3.default(T, 0 if rank is None else rank, _NTRIES, maxiter, tol,
-                                                              _CN, _FRESTOL, seed)
+    args = (T, 0 if rank is None else rank, _NTRIES, maxiter, tol, _CN, _FRESTOL, draw_seed(generator))
+    if T.device.type == "cpu" and not torch.compiler.is_compiling():
+        w, F, _, info = _spm_ops.cp3_cpu(*args)  # the op's CPU kernel, past the dispatcher (checked above)
+    else:
+        w, F, _, info = torch.ops.subspace_linalg.spm_cp3.default(*args)
     _, _, _, _, R, num_rank, worst, status = info.tolist()
     R, status = int(R), int(status)
     if status == 1:
@@ -119,6 +122,9 @@ def _spm3(fn, T, rank, tol, maxiter, generator) -> CPResult:
         raise _rank_above(fn, R, int(num_rank))
     if status == 3:
         return CPResult(T.new_zeros(0), T.new_zeros(T.shape[0], 0))
+    if status == 4:
+        warnings.warn(f"{fn}: the Jacobi SVD of T's flattening did not converge in its sweeps; the result "
+                      f"may be inaccurate", NotConvergedWarning, stacklevel=2)
     _warn_unconverged(fn, worst)
     return CPResult(w[:R], F[:, :R].contiguous())
 

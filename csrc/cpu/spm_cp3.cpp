@@ -17,7 +17,6 @@
 #include "sl/dtype.h"
 #include "sl/isa.h"
 #include "sl/philox.h"
-#include "sl/small_dense.h"
 #include "sl/spm.h"
 
 namespace sl {
@@ -25,7 +24,7 @@ namespace {
 
 using i64 = std::int64_t;
 
-enum Cp3Status { kOk = 0, kRejected = 1, kRankAboveNumerical = 2, kRankZero = 3 };
+enum Cp3Status { kOk = 0, kRejected = 1, kRankAboveNumerical = 2, kRankZero = 3, kJacobiUnconverged = 4 };
 
 #define SL_SPM_TARGET
 namespace generic {

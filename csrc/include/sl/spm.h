@@ -109,8 +109,9 @@ Status spm_extract_cpu(int dtype, const SpmExtractArgs& a);
 //      it): Householder QR with column pivoting M P = Q Rm (Q not formed), the rows of Rm
 //      past the first nk with |Rm[nk:, nk:]|_F <= d eps |Rm[0, 0]| dropped (their singular
 //      values are below the numerical-rank cutoff), the one-sided Jacobi SVD of Rm[:nk]^T
-//      (sl/small_dense.h): singular values sig (descending; zeros past nk) and the right
-//      singular vectors of M;
+//      (the test of sl/small_dense.h, rotations not accumulated, at most kSpmJacobiSweeps
+//      sweeps: status 4 when that was not enough, the results computed anyway): singular
+//      values sig (descending; zeros past nk) and the right singular vectors of M;
 //   3. the rank: `rank` if > 0, else #{sig_i > sqrt(eps) typical}, typical = mean(sig^2) /
 //      mean(sig); numerical rank #{sig_i > d eps sig_0}; status 2 when the rank exceeds it,
 //      3 when it is 0;
@@ -126,7 +127,7 @@ Status spm_extract_cpu(int dtype, const SpmExtractArgs& a);
 //      sorted by decreasing |w|.
 // Outputs: weights (d) and factors (d, d) row-major (the first R entries / columns),
 // sig (d), info (8) float64 = [lo, hi, dev01, dev12, R, numerical rank, 1 - min fbest,
-// status (0 ok)].
+// status (0 ok, 1-4 as above)].
 constexpr std::uint32_t kSpmStartsTag = 16;  // sl/philox.h tag of the random starts
 constexpr int kSpmJacobiSweeps = 40;         // sweeps of the Jacobi SVD of Rm
 struct SpmCp3Args {
