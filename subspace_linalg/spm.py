@@ -11,9 +11,19 @@ linear convergence: 2-3x fewer passes over V for order 4); its weight comes from
 the projection, and a Householder reflection deflates V (and the pseudo-inverse of the
 flattening) after every component but the last. The whole extraction loop runs in one
 native call (``subspace_linalg::spm_extract``, CPU and CUDA; the per-step kernels
-``spm_contract`` and ``spm_power`` are its building blocks, batched over starts). Finally the weights are re-solved by least squares for the recovered
-factors (an r x r system): the projection weights lose digits to the conditioning of the
-deflated pseudo-inverse, the polished ones reach the accuracy of the factors.
+``spm_contract`` and ``spm_power`` are its building blocks, batched over starts). Finally
+the weights are re-solved by least squares for the recovered factors (an r x r system):
+the projection weights lose digits to the conditioning of the deflated pseudo-inverse, the
+polished ones reach the accuracy of the factors.
+
+Order 3 is one native call end to end (``subspace_linalg::spm_cp3``, csrc/include/sl/spm.h:
+the checks, a pivoted QR and Jacobi SVD of the flattening, the search, the weights; the
+CUDA path composes the same steps from torch.linalg and ``spm_extract``). Its search runs
+in the span of the flattening's first r right singular vectors, x = Ub y (the Tucker core
+T x1 Ub^T x2 Ub^T x3 Ub^T, r x r x r): the factors of a noiseless tensor lie in that span, so
+the restricted problem has the same maximisers; for a noisy tensor the factors are those
+of its best rank-r subspace. At d = 20 the chain of torch calls it replaces cost more than
+the search itself.
 """
 from __future__ import annotations
 
