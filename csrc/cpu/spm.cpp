@@ -2,13 +2,18 @@
 // spm_contract / spm_power: one point per OpenMP iteration; each point's loop is two passes over V (D x R):
 // alpha = V^T y with y_p = c_p x_i x_j (c = 1 on the diagonal, 2 off it), then u = V alpha,
 // and grad_i = sum_j U[i, j] x_j with U the symmetric matrix whose packed entries are u.
-// spm_extract: spm_extract_kernels.inc (unpacked working basis, compiled for baseline x86-64 and
-// AVX2 + FMA, chosen at run time).
+// spm_extract: spm_extract_kernels.inc (unpacked working basis); spm_cp3: the whole order-3
+// SPM in one call, spm_cp3_kernels.inc (at d ~ 10..50 each step is microseconds and a chain
+// of torch calls for them cost several times the search; the CUDA path and the reference
+// compose the same steps, subspace_linalg/reference/spm.py: cp3). Both compiled for
+// baseline x86-64 and AVX2 + FMA, chosen at run time.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
 #include <new>
+#include <numeric>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -186,20 +191,40 @@ Status power_run(const SpmShape& s, const T* V, T* X, T* F, std::int64_t* iters,
 using i64 = std::int64_t;
 constexpr int kVecBytes = 32;  // the register width the extraction's inner loops are written for (AVX2)
 
+enum Cp3Status { kOk = 0, kRejected = 1, kRankAboveNumerical = 2, kRankZero = 3, kJacobiUnconverged = 4 };
+
+// The extraction and the whole order-3 SPM, compiled for baseline x86-64 and for AVX2 + FMA,
+// chosen at run time (AVX-512 measured slower at these lengths: d = 12..20 values per row)
 #define SL_SPM_TARGET
 namespace generic {
 #include "spm_extract_kernels.inc"
+#include "spm_cp3_kernels.inc"
 }  // namespace generic
 #undef SL_SPM_TARGET
 #ifdef SL_X86_DISPATCH
-// the extraction compiled for AVX2 + FMA too, chosen at run time (AVX-512 measured slower
-// at these lengths: d = 12..20 values per row)
 #define SL_SPM_TARGET SL_TARGET_AVX2
 namespace avx2 {
 #include "spm_extract_kernels.inc"
+#include "spm_cp3_kernels.inc"
 }  // namespace avx2
 #undef SL_SPM_TARGET
 #endif
+
+// the kernel variant for this CPU
+template <typename T>
+Status extract_isa(const SpmExtractArgs& a) {
+#ifdef SL_X86_DISPATCH
+  if (isa_level() >= 1) return avx2::extract_run<T>(a);
+#endif
+  return generic::extract_run<T>(a);
+}
+template <typename T>
+Status cp3_isa(const SpmCp3Args& a) {
+#ifdef SL_X86_DISPATCH
+  if (isa_level() >= 1) return avx2::cp3_run<T>(a);
+#endif
+  return generic::cp3_run<T>(a);
+}
 
 Status check_shape(const SpmShape& s, const char* op) {
   SL_REQUIRE(s.d >= 1 && s.R >= 1 && s.B >= 0,
@@ -242,10 +267,7 @@ Status spm_extract_cpu(int dtype, const SpmExtractArgs& a) {
              "spm_extract: null data pointer");
   return dispatch_real(dtype, "spm_extract", [&](auto tag) {
     using T = decltype(tag);
-#ifdef SL_X86_DISPATCH
-    if (isa_level() >= 1) return avx2::extract_run<T>(a);
-#endif
-    return generic::extract_run<T>(a);
+    return extract_isa<T>(a);
   });
 }
 
@@ -259,6 +281,18 @@ Status spm_power_cpu(int dtype, const SpmShape& s, const void* V, void* X, void*
     using T = decltype(tag);
     return power_run<T>(s, static_cast<const T*>(V), static_cast<T*>(X), static_cast<T*>(f), iters, maxiter,
                         static_cast<T>(tol), static_cast<T>(cn));
+  });
+}
+
+Status spm_cp3_cpu(int dtype, const SpmCp3Args& a) {
+  SL_REQUIRE(a.d >= 1 && a.ntries >= 1 && a.maxiter >= 1 && a.rank >= 0 && a.rank <= a.d,
+             "spm_cp3: need d >= 1, ntries >= 1, maxiter >= 1, 0 <= rank <= d, got d=" + std::to_string(a.d) +
+                 " ntries=" + std::to_string(a.ntries) + " maxiter=" + std::to_string(a.maxiter) +
+                 " rank=" + std::to_string(a.rank));
+  SL_REQUIRE(a.T && a.weights && a.factors && a.sig && a.info, "spm_cp3: null data pointer");
+  return dispatch_real(dtype, "spm_cp3", [&](auto tag) {
+    using T = decltype(tag);
+    return cp3_isa<T>(a);
   });
 }
 
