@@ -76,6 +76,9 @@ constexpr int kSpmNewtonSteps = 8;         // Newton steps per attempt
 constexpr double kSpmNewtonShrink = 0.1;   // the switch threshold after a failed attempt
 constexpr double kSpmNewtonSlack = 64;     // F may drop by this many eps (relative) in a Newton step
 constexpr double kSpmNewtonQuadratic = 100;  // a Newton step s with this s^2 < tol ends the search
+// CPU, float64: the search runs on a float32 copy of the basis until a step is below this
+// (with the same rules), then on in float64 (implementation detail: same maximisers)
+constexpr double kSpmCoarseTol = 1e-4;
 
 // Whether the Newton step `step` ends the search (shared by the CPU and CUDA kernels).
 template <typename T>
