@@ -86,28 +86,25 @@ def _packing(d: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Te
 
 
 def _polish_weights(T: torch.Tensor, F: torch.Tensor, w0: torch.Tensor) -> torch.Tensor:
-    """The least-squares weights for fixed unit factors F (d, r): G w = b with
-    G = (F^T F)^(.order) and b_i = <T, f_i^(x)order>. Keeps w0 where G is singular (a
-    repeated factor). The projection weights of SPM lose digits to the conditioning of the
-    deflated pseudo-inverse; this r x r solve restores them."""
-    order, d = T.dim(), T.shape[0]
+    """Order 4: the least-squares weights for fixed unit factors F (d, r): G w = b with
+    G = (F^T F)^(.4) and b_i = <T, f_i^(x)4>. Keeps w0 where G is singular (a repeated
+    factor). The projection weights of SPM lose digits to the conditioning of the deflated
+    pseudo-inverse; this r x r solve restores them (order 3: inside spm_cp3)."""
+    d = T.shape[0]
     KR = (F[:, None, :] * F[None, :, :]).reshape(d * d, -1)      # columns f (x) f
-    if order == 4:
-        b = (KR * (T.reshape(d * d, d * d) @ KR)).sum(0)
-    else:
-        b = (KR * (T.reshape(d * d, d) @ F)).sum(0)
-    G = (F.T @ F) ** order
+    b = (KR * (T.reshape(d * d, d * d) @ KR)).sum(0)
+    G = (F.T @ F) ** 4
     w, info = torch.linalg.solve_ex(G, b)
     if not bool((info == 0) & torch.isfinite(w).all()):
         return w0
     return w
 
 
-def _warn_unconverged(fn: str, worst: float) -> None:
+def _warn_unconverged(fn: str, worst: float, stacklevel: int) -> None:
     if worst >= _FRESTOL:
         warnings.warn(f"{fn}: a component's power iteration reached only 1 - F = {worst:.3e}, tolerance "
                       f"{_FRESTOL:.0e} (is the rank too large or T far from low rank?)", NotConvergedWarning,
-                      stacklevel=3)
+                      stacklevel=stacklevel + 1)
 
 
 def _rank_above(fn: str, R: int, num_rank: int) -> ValueError:
@@ -134,8 +131,8 @@ def _spm3(fn, T, rank, tol, maxiter, generator) -> CPResult:
         return CPResult(T.new_zeros(0), T.new_zeros(T.shape[0], 0))
     if status == 4:
         warnings.warn(f"{fn}: the Jacobi SVD of T's flattening did not converge in its sweeps; the result "
-                      f"may be inaccurate", NotConvergedWarning, stacklevel=2)
-    _warn_unconverged(fn, worst)
+                      f"may be inaccurate", NotConvergedWarning, stacklevel=3)
+    _warn_unconverged(fn, worst, stacklevel=3)
     return CPResult(w[:R], F[:, :R].contiguous())
 
 
@@ -210,7 +207,7 @@ def spm(T: torch.Tensor, *, rank: int | None = None, tol: float | None = None, m
     weights, F, fbest = torch.ops.subspace_linalg.spm_extract.default(
         V.contiguous(), D1, U, G, C, False, maxiter, tol, _CN, _FRESTOL)
     factors = F.T
-    _warn_unconverged(fn, float(1.0 - fbest.min()))
+    _warn_unconverged(fn, float(1.0 - fbest.min()), stacklevel=2)
     weights = _polish_weights(T, factors, weights)
     order_idx = weights.abs().argsort(descending=True)
     return CPResult(weights[order_idx].contiguous(), factors[:, order_idx].contiguous())

@@ -328,3 +328,13 @@ def test_cp3_compiles_fullgraph(gen):
     exp = f(T)
     for x, y in zip(out, exp):
         torch.testing.assert_close(x, y)
+
+
+@pytest.mark.parametrize("order,d", [(3, 6), (4, 5)])
+def test_far_from_low_rank_warns(order, d, gen):
+    # symmetric noise has no rank-one terms for the power iteration to find: said, not hidden
+    T = sym_noise((d,) * order, gen(60 + order))
+    with pytest.warns(sl.NotConvergedWarning, match="1 - F") as rec:
+        res = sl.spm(T, rank=d, generator=gen(61))
+    assert rec[0].filename == __file__  # attributed to the caller
+    assert res.factors.shape == (d, d) and bool(torch.isfinite(res.weights).all())
