@@ -53,10 +53,10 @@ def _check_finite_symmetric(fn: str, T: torch.Tensor) -> None:
     asymmetry is only searched for on failure."""
     order = T.dim()
     swaps = [a for a in range(order - 1)]
-    P = torch.stack([T.transpose(a, a + 1) for a in swaps])
-    dev = (P - T).abs_().amax(dim=tuple(range(1, order + 1)))
     lo, hi = torch.aminmax(T)
-    vals = torch.cat([lo.reshape(1), hi.reshape(1), dev]).tolist()
+    # one difference at a time (stacking the transposed copies cost 3x the reductions)
+    dev = [torch.sub(T, T.transpose(a, a + 1)).abs_().amax() for a in swaps]
+    vals = torch.stack([lo, hi] + dev).tolist()
     if not all(math.isfinite(v) for v in vals):
         _validate.check_finite(fn, "T", T)  # raises, naming the count
     scale = max(abs(vals[0]), abs(vals[1]))

@@ -76,9 +76,11 @@ constexpr int kSpmNewtonSteps = 8;         // Newton steps per attempt
 constexpr double kSpmNewtonShrink = 0.1;   // the switch threshold after a failed attempt
 constexpr double kSpmNewtonSlack = 64;     // F may drop by this many eps (relative) in a Newton step
 constexpr double kSpmNewtonQuadratic = 100;  // a Newton step s with this s^2 < tol ends the search
-// CPU, float64: the search runs on a float32 copy of the basis until a step is below this
-// (with the same rules), then on in float64 (implementation detail: same maximisers)
+// CPU, float64: the search runs on a float32 copy of the basis until a step is below
+// kSpmCoarseTol (the same rules, Newton tried from steps below kSpmCoarseSwitch: its float32
+// systems are cheap), then on in float64 (implementation detail: the same maximisers)
 constexpr double kSpmCoarseTol = 1e-4;
+constexpr double kSpmCoarseSwitch = 3e-2;
 
 // Whether the Newton step `step` ends the search (shared by the CPU and CUDA kernels).
 template <typename T>
