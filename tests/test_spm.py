@@ -338,3 +338,18 @@ def test_far_from_low_rank_warns(order, d, gen):
         res = sl.spm(T, rank=d, generator=gen(61))
     assert rec[0].filename == __file__  # attributed to the caller
     assert res.factors.shape == (d, d) and bool(torch.isfinite(res.weights).all())
+
+
+def test_cp3_composed_path_matches_native(gen):
+    # the CUDA kernel of spm_cp3 composes torch.linalg with the native spm_extract and Philox
+    # fill: run that composition here on CPU tensors against the native one-call kernel
+    T, _, A = planted(11, 7, 3, gen(54))
+    args = _cp3_args(T, 0, seed=99)
+    w, F, sig, info = torch.ops.subspace_linalg.spm_cp3(*args)
+    wc, Fc, sc, ic = ref.cp3(*args, extract=torch.ops.subspace_linalg.spm_extract.default,
+                             fill=torch.ops.subspace_linalg.random_fill_.default)
+    assert ic.tolist()[4:6] == info.tolist()[4:6] == [7.0, 7.0] and ic[7].item() == 0
+    tol = 100 * rtol("tensor", torch.float64, 11 * 7)
+    torch.testing.assert_close(wc, w, rtol=tol, atol=tol)
+    torch.testing.assert_close(Fc, F, rtol=tol, atol=tol)
+    torch.testing.assert_close(sc, sig, rtol=tol, atol=tol * float(sig[0]))
