@@ -240,6 +240,9 @@ def extract(V: torch.Tensor, D1: torch.Tensor, U: torch.Tensor, G: torch.Tensor,
     return weights, factors, fbest
 
 
+_extract_ref = extract  # cp3's default stage (its parameter of the same name shadows it)
+
+
 # ---- spm_cp3: the whole order-3 SPM (contract: spm_cp3_cpu in csrc/include/sl/spm.h) ----
 STARTS_TAG = 16      # kSpmStartsTag: the sl/philox.h tag of the random starts
 _REJECTED, _RANK_ABOVE, _RANK_ZERO = 1, 2, 3
@@ -263,7 +266,7 @@ def cp3(T: torch.Tensor, rank: int, ntries: int, maxiter: int, tol: float, cn: f
     by the native ops."""
     from . import sketch as _sketch
 
-    extract = extract if extract is not None else globals()["extract"]
+    extract = extract if extract is not None else _extract_ref
     fill = fill if fill is not None else _sketch.random_fill
     d, dt, dev = T.shape[0], T.dtype, T.device
     w_out, f_out, s_out = T.new_zeros(d), T.new_zeros(d, d), T.new_zeros(d)
