@@ -41,19 +41,56 @@ def _gram(Y: torch.Tensor) -> torch.Tensor:
     no longer depends on the order the BLAS accumulates it in. Measured on an AMD EPYC
     (MKL): ||Q^T Q - I||_F of CholeskyQR2 in float64 went from 1.8e-14 to 5.3e-15 at
     8192 x 64 and from 5.0e-14 to 7.8e-15 at 16384 x 256 (Householder QR: 4.9e-15), float32
-    1.2-2.6x lower; orthonormalize's time unchanged within the noise (3 float32 sizes)."""
+    1.2-2.6x lower; orthonormalize's time unchanged within the noise (3 float32 sizes).
+    One matrix with k >= 128 columns: each block's Gram from its lower half (see
+    :func:`_sym_gram`)."""
+    if Y.shape[-1] >= _SYM_GRAM_MIN_K and Y.numel() == Y.shape[-2] * Y.shape[-1]:
+        return _row_blocked(Y.shape[-2], lambda i, j: _sym_gram(Y[..., i:j, :]))
     return tall_inner(Y, Y)
+
+
+_SYM_GRAM_MIN_K = 128
+
+
+def _sym_gram(Y: torch.Tensor) -> torch.Tensor:
+    """Y^T Y from three quarters of the products: the leading h x h block (h = k/2 rounded
+    up to 16 columns) and the trailing rows [Y2^T Y1, Y2^T Y2], the upper right block
+    copied from the transpose (torch has no SYRK). Measured on an AMD EPYC (2 threads,
+    MKL), one GEMM against this, float32: 5461 x 256 5.0 / 4.1-4.4 ms, 5461 x 266 5.8-6.0 /
+    4.4-5.1, 2048 x 256 1.8 / 1.6, 4096 x 512 14.4 / 11.5-12.0, 2048 x 138 0.58 / 0.53;
+    float64 1.05-1.3x as well."""
+    k = Y.shape[-1]
+    h = -(-(k // 2) // 16) * 16
+    G = Y.new_empty(Y.shape[:-2] + (k, k))
+    Y1 = Y[..., :h]
+    G[..., :h, :h] = Y1.mT @ Y1
+    G21 = Y[..., h:].mT @ Y
+    G[..., h:, :] = G21
+    G[..., :h, h:] = G21[..., :h].mT
+    return G
+
+
+def _row_blocked(m: int, inner):
+    """``inner(0, m)`` for up to 2 * 2048 rows, else the sum of ``inner(i, j)`` over at most
+    16 row blocks of >= 2048 rows (torch's pairwise reduction)."""
+    if m <= 2 * _GRAM_ROWS:
+        return inner(0, m)
+    rows = max(_GRAM_ROWS, -(-m // _GRAM_MAX_BLOCKS))
+    return torch.stack([inner(i, min(i + rows, m)) for i in range(0, m, rows)]).sum(0)
 
 
 def tall_inner(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     """X^T Y for tall X (..., m, p) and Y (..., m, q), blocked over rows as :func:`_gram`
     (whose rounding it shares). Also faster for very tall float64 blocks with MKL:
     100000 x 16 took 17.7 ms as one GEMM and 4.7 ms as 16 row blocks (AMD EPYC)."""
-    m = X.shape[-2]
-    if m <= 2 * _GRAM_ROWS:
-        return X.mT @ Y
-    rows = max(_GRAM_ROWS, -(-m // _GRAM_MAX_BLOCKS))
-    return torch.stack([X[..., i:i + rows, :].mT @ Y[..., i:i + rows, :] for i in range(0, m, rows)]).sum(0)
+    return _row_blocked(X.shape[-2], lambda i, j: X[..., i:j, :].mT @ Y[..., i:j, :])
+
+
+# LAPACK's Cholesky with the native triangular inverse from this order up (one matrix):
+# measured on an AMD EPYC, native against solve_triangular(L, I), in us: n = 96: 76 / 90,
+# 128: 128 / 182, 192: 242 / 402, 256: 427 / 919, 384: 1133 / 1979, 512: 2798 / 3167;
+# 4 x 256: 1049 / 3032. (LAPACK's Cholesky beats the native one there: 247 / 934 us at 256.)
+_NATIVE_INV_MIN = 96
 
 
 def _chol_inv(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -61,13 +98,20 @@ def _chol_inv(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
     breakdown, zero pivot) gets X = 0 and L = 0 and ok False. Native batched kernels
     where they measure faster (see _cpu_lapack_better); else LAPACK in 9 torch ops, a zero
     or non-finite pivot showing as a non-finite X (these run several times per rsvd call,
-    whose small sizes are op-bound)."""
+    whose small sizes are op-bound); from n = 96 up, LAPACK's Cholesky with the native
+    inverse."""
     k = G.shape[-1]
     if k <= _MAX_NATIVE and not _cpu_lapack_better(G):
         L, info = torch.ops.subspace_linalg.cholesky_small.default(G)
         X, info2 = torch.ops.subspace_linalg.tril_inverse_small.default(L)
         return X, L, (info == 0) & (info2 == 0)
     L, info = torch.linalg.cholesky_ex(G)
+    if _NATIVE_INV_MIN <= k <= _MAX_NATIVE and G.device.type == "cpu":
+        # a NaN in L reaches its diagonal, which the native inverse checks (info2)
+        X, info2 = torch.ops.subspace_linalg.tril_inverse_small.default(L)
+        ok = (info == 0) & (info2 == 0)
+        bad = (~ok).view(ok.shape + (1, 1))
+        return X.masked_fill(bad, 0), L.masked_fill(bad, 0), ok
     X = torch.linalg.solve_triangular(L, torch.eye(k, dtype=G.dtype, device=G.device), upper=False)
     ok = (info == 0) & torch.isfinite(X).all((-2, -1))
     bad = (~ok).view(ok.shape + (1, 1))

@@ -259,3 +259,41 @@ def test_tall_block_orthonormal_whatever_the_blas_summation_order(dtype, gen):
     Q = sl.orthonormalize(Y)
     assert _orth_err(Q) <= rtol("orth", dtype, 256)
     assert _range_residual(Q, Y) <= rtol("orth", dtype, 256)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m,k", [(300, 130), (5000, 150), (2000, 127)])
+def test_gram_from_its_lower_half_matches_float64(m, k, dtype, gen):
+    """One matrix with k >= 128: the Gram from three quarters of the products (and row
+    blocks beyond 4096 rows) matches the float64 Gram; its off-diagonal blocks are
+    exact transposes."""
+    from subspace_linalg.orth import _gram
+
+    Y = torch.randn(m, k, dtype=dtype, generator=gen(m + k))
+    G = _gram(Y)
+    h = 80 if k >= 128 else k
+    assert torch.equal(G[:h, h:], G[h:, :h].mT)
+    want = _inner(Y, Y)
+    err = float((G.double() - want).abs().max() / want.abs().max())
+    assert err <= 10 * math.sqrt(m) * torch.finfo(dtype).eps
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k", [100, 300])
+def test_lapack_cholesky_with_native_inverse_flags_each_failure(k, dtype, gen):
+    """From k = 96 up on the CPU (one matrix, or k > 128): LAPACK's Cholesky and the
+    native triangular inverse; an indefinite or non-finite Gram gives ok False and X = L = 0,
+    a good one X = L^{-1}."""
+    from subspace_linalg.orth import _chol_inv
+
+    Y = torch.randn(2 * k, k, dtype=dtype, generator=gen(k))
+    good = Y.mT @ Y
+    for G, want in ((good, True), (-good, False), (good.clone().index_put_((torch.tensor([k - 1]), torch.tensor([0])), torch.tensor(float("nan"), dtype=dtype)), False)):
+        X, L, ok = _chol_inv(G.unsqueeze(0))
+        assert ok.tolist() == [want]
+        if want:
+            eye = torch.eye(k, dtype=torch.float64)
+            assert float((X[0].double() @ L[0].double() - eye).abs().max()) <= 1e3 * k * torch.finfo(dtype).eps * 1e2
+            torch.testing.assert_close(L[0] @ L[0].mT, G, rtol=1e3 * torch.finfo(dtype).eps, atol=1e3 * torch.finfo(dtype).eps * float(G.abs().max()))
+        else:
+            assert not bool(X.any()) and not bool(L.any())

@@ -395,12 +395,12 @@ def test_failed_flags_are_recomputed(monkeypatch, gen):
 
 
 @pytest.mark.parametrize("batch", [(), (3,)])
-@pytest.mark.parametrize("rows,cols,l", [(40, 30, 7), (300, 900, 20), (64, 64, 200), (2100, 2050, 12)])
+@pytest.mark.parametrize("rows,cols,l", [(40, 30, 7), (300, 900, 20), (64, 64, 200), (2100, 2050, 12), (2100, 2050, 26)])
 @pytest.mark.parametrize("layout", ["row", "col"])
 def test_pass_products_equal_the_plain_product_in_every_orientation(batch, rows, cols, l, layout, gen):
     """_mm and tall_times_small choose a GEMM orientation by shape, layout and size (the
-    2100 x 2050 float32 A is above the 16 MiB row-major limit); every branch computes
-    the same product."""
+    2100 x 2050 float32 A is above the 16 MiB row-major limit, and with l = 26 its
+    product is made with X padded to 32 columns); every branch computes the same product."""
     from subspace_linalg import _rsvd_core as core
     from subspace_linalg.orth import tall_times_small
 
