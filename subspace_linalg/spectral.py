@@ -16,6 +16,8 @@ __all__ = ["lanczos", "hutchinson_trace", "slq_spectrum"]
 
 _DEFAULT_TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
 _MAX_BLOCK = 16
+_MIN_BASIS = 120
+_RR_EVERY = 3
 
 
 def _randn(shape, generator, device, dtype) -> torch.Tensor:
@@ -53,11 +55,19 @@ def _pick(theta: torch.Tensor, top: int, bot: int) -> torch.Tensor:
 
 def _project_out(V: torch.Tensor, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """W minus its components along the orthonormal columns of V, twice (CGS2); returns
-    (W', the coefficients V^T W of both passes added)."""
-    C = V.mT @ W
-    W = W - V @ C
-    C2 = V.mT @ W
-    return W - V @ C2, C + C2
+    (W', the coefficients V^T W of both passes added).
+
+    Made on the transposed block W^T (p x n, p small): C^T = W^T V and W^T - C^T V^T are
+    GEMMs with few rows and long ones, the shape MKL runs fast; V^T W and V C (few columns)
+    were 2.5-4x slower. Measured on an AMD EPYC (2 threads), n x 120 basis, p = 6, in us:
+    n = 1024: 46 / 143 (coefficients) and 57 / 153 (update); n = 16384: 776 / 2913 and
+    673 / 2007."""
+    Wt = W.mT
+    Ct = Wt @ V
+    Wt = torch.addmm(Wt, Ct, V.mT, alpha=-1)
+    Ct2 = Wt @ V
+    Wt = torch.addmm(Wt, Ct2, V.mT, alpha=-1)
+    return Wt.mT, (Ct + Ct2).mT
 
 
 def _orth_block(W: torch.Tensor, V: torch.Tensor, width: int, generator, thresh: float
@@ -105,7 +115,7 @@ def _lanczos_one(op: LinearOperator, k: int, which: str, maxiter: int | None, to
     dtype, device = op.dtype, op.device
     top, bot = _split(k, which)
     p = min(n, max(2, min(k, _MAX_BLOCK)))
-    mmax = min(n, max(2 * k + 4 * p, 120))
+    mmax = min(n, max(2 * k + 4 * p, _MIN_BASIS))
     if maxiter is None:
         maxiter = max(200, 20 * math.ceil(n / p))
     eps = torch.finfo(dtype).eps
@@ -124,7 +134,7 @@ def _lanczos_one(op: LinearOperator, k: int, which: str, maxiter: int | None, to
         width = min(p, n - m)
         restart = m + width > mmax
         # Rayleigh-Ritz every third step (eigh of the m x m projection), at restarts, at the end
-        if m == n or restart or it % 3 == 2 or it == maxiter - 1:
+        if m == n or restart or it % _RR_EVERY == _RR_EVERY - 1 or it == maxiter - 1:
             Hm = H[:m, :m]
             theta, S = torch.linalg.eigh((Hm + Hm.mT) / 2)
             anorm = max(anorm, float(theta.abs().max()))
