@@ -176,6 +176,93 @@ def _lanczos_one(op: LinearOperator, k: int, which: str, maxiter: int | None, to
     return lam, X, converged, float(true_res.max()) if true_res.numel() else 0.0, anorm
 
 
+_NATIVE_BASIS = 64      # the native driver's basis: max(2k + 4p, this) vectors before a restart
+_NATIVE_RR_STEPS = 3    # block steps between two Rayleigh-Ritz checks
+
+
+def _native_operator(op):
+    """(dense, crow, col, val) for the operators the native expansion applies itself (one
+    dense (n, n) matrix or a CSR matrix, contiguous), else None."""
+    from .operators import CSROperator
+
+    if isinstance(op, DenseOperator) and op.A.dim() == 2:
+        return (op.A.contiguous(), None, None, None)
+    if isinstance(op, CSROperator):
+        return (None, op._crow, op._col, op._val)
+    return None
+
+
+def _lanczos_native(mats, n: int, k: int, which: str, budget: int, tol: float, generator, dtype, device, fn: str):
+    """The block Lanczos of :func:`_lanczos_one` (block p, full reorthogonalization, thick
+    restarts) with the basis grown by the native expansion ``subspace_linalg::lanczos_expand_``
+    (products, classical Gram-Schmidt twice, the block's orthonormalization, Philox
+    directions after a breakdown) ``_NATIVE_RR_STEPS`` block steps at a time between
+    Rayleigh-Ritz checks; a smaller basis (max(2k + 4p, 64)) than the Python loop's, whose
+    per-step overhead had favoured a long one. Measured on an AMD EPYC (2 threads), k = 6
+    of a 2-D Poisson matrix, against the Python loop after its GEMM-layout fix: 32^2
+    float32 30 -> 15 ms, 48^2 float64 220 -> 80-107 ms (basis 48: 134 ms, 96-120: 140-165).
+    ``budget`` bounds the products with A. Returns (lam, X, converged, anorm)."""
+    from ._ops import lanczos as lops
+    from .reference.lanczos import LANCZOS_NONFINITE
+    from .sketching import draw_seed
+
+    dense, crow, col, val = mats
+    top, bot = _split(k, which)
+    p = min(n, max(2, min(k, _MAX_BLOCK)))
+    mmax = min(n - p, max(2 * k + 4 * p, _NATIVE_BASIS))
+    rows = mmax + p
+    eps = torch.finfo(dtype).eps
+    thresh = 10 * math.sqrt(rows) * eps
+    V = torch.zeros(rows, n, dtype=dtype, device=device)
+    H = torch.zeros(rows, rows, dtype=dtype, device=device)
+    V[:p] = torch.linalg.qr(_randn((n, p), generator, device, dtype)).Q.mT
+    seed = draw_seed(generator)
+    native = device.type == "cpu" and not torch.compiler.is_compiling()
+    expand = lops.expand_cpu if native else torch.ops.subspace_linalg.lanczos_expand_.default
+    j, used, draws, anorm, converged = 0, 0, 0, 0.0, False
+    while True:
+        stop = min(mmax, j + _NATIVE_RR_STEPS * p)
+        jn, status, draws = expand(V, H, dense, crow, col, val, p, j, stop, thresh, seed, draws).tolist()
+        used += jn - j
+        if status == LANCZOS_NONFINITE:
+            raise ValueError(f"{fn}: A @ v has non-finite (NaN or Inf) entries: A must be finite")
+        m = j = jn
+        Hm = H[:m, :m]
+        theta, S = torch.linalg.eigh((Hm + Hm.mT) / 2)
+        anorm = max(anorm, float(theta.abs().max()))
+        want = _pick(theta, top, bot)
+        # residual of Ritz pair i: ||H[m:m+p, m-p:m] s_i[m-p:m]|| (only the last block couples)
+        res = torch.linalg.vector_norm(H[m:m + p, m - p:m] @ S[m - p:m, want], dim=0)
+        if bool((res <= tol * anorm).all()):
+            converged = True
+            break
+        if used >= budget:
+            break
+        if m + p > mmax:  # the basis is full: thick restart
+            nk = min(max(k + p, mmax // 2), mmax - p, m)
+            keep = _pick(theta, *_split_keep(nk, top, bot))
+            nk = keep.numel()
+            Y = S[:, keep].mT @ V[:m]
+            cpl = H[m:m + p, :m] @ S[:, keep]
+            last = V[m:m + p].clone()
+            V[:nk] = Y
+            V[nk:nk + p] = last
+            H.zero_()
+            H[:nk, :nk] = torch.diag(theta[keep])
+            H[nk:nk + p, :nk] = cpl
+            j = nk
+    X = (S[:, want].mT @ V[:m]).mT
+    lam = theta[want]
+    order = torch.argsort(lam)
+    return lam[order], X[:, order], converged, anorm
+
+
+def _native_ok(n: int, k: int) -> bool:
+    """The native driver needs room for its basis and a block beyond it: n >= 2k + 6p."""
+    p = min(n, max(2, min(k, _MAX_BLOCK)))
+    return n >= 2 * k + 6 * p
+
+
 def _split_keep(keep_n: int, top: int, bot: int) -> tuple[int, int]:
     if bot == 0:
         return keep_n, 0
@@ -191,7 +278,11 @@ def lanczos(A, k: int, *, which: str = "largest", maxiter: int | None = None, to
     reorthogonalization (classical Gram-Schmidt twice against the whole basis), a
     breakdown guard (an invariant subspace found: the block continues from fresh random
     vectors orthogonal to the basis, so degenerate spectra give neither ghosts nor NaN),
-    and thick restarts that keep the best Ritz vectors when the basis is full.
+    and thick restarts that keep the best Ritz vectors when the basis is full. One dense
+    matrix or a CSR matrix (n >= 2k + 6p) grows its basis in the native kernel
+    ``subspace_linalg::lanczos_expand_`` (a fresh direction after a breakdown comes from
+    Philox under a seed drawn from ``generator``); other operators run the same method
+    block step by block step in torch.
 
     Args:
         A: symmetric dense ``(..., n, n)`` tensor (a batch: one solve per matrix), 2-D sparse
@@ -231,7 +322,16 @@ def lanczos(A, k: int, *, which: str = "largest", maxiter: int | None = None, to
                           torch.stack([o.eigenvectors for o in outs]).reshape(batch + (n, k)))
     if isinstance(op, DenseOperator):
         _validate.check_finite(fn, "A", op.A)
-    lam, X, converged, worst, anorm = _lanczos_one(op, k, which, maxiter, tol, generator, fn)
+    mats = _native_operator(op) if _native_ok(n, k) else None
+    if mats is not None:  # one dense or CSR matrix: the driver on the native expansion
+        p = min(n, max(2, min(k, _MAX_BLOCK)))
+        iters = maxiter if maxiter is not None else max(200, 20 * math.ceil(n / p))
+        lam, X, converged, anorm = _lanczos_native(mats, n, k, which, iters * p, tol, generator, op.dtype,
+                                                   torch.device(op.device), fn)
+        res = torch.linalg.vector_norm(op.matmul(X).detach() - X * lam, dim=0)
+        worst = float(res.max()) if res.numel() else 0.0
+    else:
+        lam, X, converged, worst, anorm = _lanczos_one(op, k, which, maxiter, tol, generator, fn)
     if not converged:
         warnings.warn(f"{fn}: {k} {which} eigenpairs did not converge within maxiter={maxiter}: worst residual "
                       f"||A v - theta v|| = {worst:.3e} vs tolerance tol*||A|| = {tol * anorm:.3e}",

@@ -36,9 +36,10 @@ def _u01(lo, hi):
     return (b.astype(np.float64) + 1.0) * (1.0 / 9007199254740992.0)
 
 
-def rand_matrix(kind: int, seed: int, tag: int, rows: int, cols: int) -> np.ndarray:
-    """Entries (i, j) of the counter-based random matrix, float64 (sl/philox.h)."""
-    i = np.arange(rows, dtype=np.uint64)[:, None]
+def rand_matrix(kind: int, seed: int, tag: int, rows: int, cols: int, row0: int = 0) -> np.ndarray:
+    """Entries (i, j), i in [row0, row0 + rows), of the counter-based random matrix,
+    float64 (sl/philox.h)."""
+    i = np.arange(row0, row0 + rows, dtype=np.uint64)[:, None]
     j = np.arange(cols, dtype=np.uint64)[None, :]
     if kind == GAUSSIAN:
         r = philox(seed, i, j >> np.uint64(1), tag, 0)

@@ -1,0 +1,52 @@
+// Block Lanczos basis expansion with full reorthogonalization: the inner loop of the
+// thick-restart block Lanczos driver (subspace_linalg/spectral.py), on a dense or CSR
+// symmetric operator. Contract (float32/float64):
+//
+// V (rows, n) row-major, rows 0..j0+p-1 orthonormal, the block to multiply next ("pending")
+// rows [j0, j0 + p); H (rows, ldh) row-major. While j + p <= jstop (and j + 2p <= rows):
+//   W = A V[j:j+p]^T (A dense row-major n x n with leading dimension lda, or CSR);
+//   every column w_s: classical Gram-Schmidt twice against rows 0..j+p-1, the summed
+//   coefficients into H[0:j+p, j+s]; then against the new rows accepted so far
+//   (j+p .. j+p+c-1), coefficients into H[j+p:j+p+c, j+s]; its norm beta > thresh times
+//   its norm as a product: new row j+p+c = w_s / beta, H[j+p+c, j+s] = beta; else (an
+//   invariant subspace: breakdown) the slot gets a fresh Gaussian direction (Philox under
+//   (seed, tag kLanczosTag, draw counter)) orthogonalized twice against every row so far,
+//   coupled to nothing (H[j+p+c, j+s] = 0); then j += p.
+// out[0] = the final j, out[1] = the status (kLanczosOk, or kLanczosNonFinite when a
+// product or norm was not finite: the expansion stops there), out[2] = the draw counter
+// after the expansion (in: draws, the counter to start from).
+// Inner products are summed in fixed chunks of kLanczosChunk entries, in chunk order:
+// the same numbers for any thread count.
+#pragma once
+#include <cstdint>
+
+#include "sl/status.h"
+
+namespace sl {
+
+constexpr int kLanczosOk = 0, kLanczosNonFinite = 2;
+constexpr std::int64_t kLanczosChunk = 1024;
+constexpr std::uint32_t kLanczosTag = 0x4c414e43u;  // "LANC"
+
+struct LanczosExpandArgs {
+  std::int64_t n = 0, p = 1;
+  std::int64_t rows = 0;             // rows of V and of H (>= jstop + p)
+  std::int64_t ldh = 0;              // leading dimension of H (>= jstop + p)
+  std::int64_t j0 = 0, jstop = 0;
+  double thresh = 0.0;
+  std::uint64_t seed = 0;
+  std::int64_t draws = 0;
+  const void* dense = nullptr;       // dense operator (or null), row-major, leading dimension lda
+  std::int64_t lda = 0;
+  const std::int64_t* crow = nullptr;  // CSR operator (when dense is null)
+  const std::int64_t* col = nullptr;
+  const void* val = nullptr;
+  std::int64_t nnz = 0;
+  void* V = nullptr;
+  void* H = nullptr;
+  std::int64_t* out = nullptr;       // [3]
+};
+
+Status lanczos_expand_cpu(int dtype, const LanczosExpandArgs& a);
+
+}  // namespace sl
