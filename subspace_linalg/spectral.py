@@ -176,8 +176,8 @@ def _lanczos_one(op: LinearOperator, k: int, which: str, maxiter: int | None, to
     return lam, X, converged, float(true_res.max()) if true_res.numel() else 0.0, anorm
 
 
-_NATIVE_BASIS = 64      # the native driver's basis: max(2k + 4p, this) vectors before a restart
-_NATIVE_RR_STEPS = 3    # block steps between two Rayleigh-Ritz checks
+_NATIVE_BASIS = 80      # the native driver's basis: max(2k + 4p, this) vectors before a restart
+_NATIVE_RR_STEPS = 6    # block steps between two Rayleigh-Ritz checks
 
 
 def _native_operator(op):
@@ -197,10 +197,12 @@ def _lanczos_native(mats, n: int, k: int, which: str, budget: int, tol: float, g
     restarts) with the basis grown by the native expansion ``subspace_linalg::lanczos_expand_``
     (products, classical Gram-Schmidt twice, the block's orthonormalization, Philox
     directions after a breakdown) ``_NATIVE_RR_STEPS`` block steps at a time between
-    Rayleigh-Ritz checks; a smaller basis (max(2k + 4p, 64)) than the Python loop's, whose
+    Rayleigh-Ritz checks; a smaller basis (max(2k + 4p, 80)) than the Python loop's, whose
     per-step overhead had favoured a long one. Measured on an AMD EPYC (2 threads), k = 6
     of a 2-D Poisson matrix, against the Python loop after its GEMM-layout fix: 32^2
-    float32 30 -> 15 ms, 48^2 float64 220 -> 80-107 ms (basis 48: 134 ms, 96-120: 140-165).
+    float32 30 -> 10-11 ms, 48^2 float64 220 -> 54-78 ms (ARPACK in the same runs: 8 and
+    38-40 ms); bases of 56-96 and checks every 3-6 steps or at restarts only were within
+    the noise of this one, 36-48 up to 2x slower (more restarts).
     ``budget`` bounds the products with A. Returns (lam, X, converged, anorm)."""
     from ._ops import lanczos as lops
     from .reference.lanczos import LANCZOS_NONFINITE

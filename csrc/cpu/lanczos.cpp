@@ -2,7 +2,7 @@
 // the pending block with the operator (the CSR kernel of spmv.cpp, or a GEMV that reads
 // A once for the whole block), classical Gram-Schmidt twice against the basis rows and
 // the new rows, the norms and the new rows. Every reduction over the n entries
-// is split into fixed chunks of kLanczosChunk entries (OpenMP over chunks when there are
+// is split into fixed chunks of lanczos_chunk(n) entries (OpenMP over chunks when there are
 // several), partial sums added in chunk order in double: results do not depend on the
 // thread count. The chunk kernels are compiled for AVX2+FMA too and picked at run time.
 #include <cmath>
@@ -306,7 +306,8 @@ template <typename T>
 class Steps {
  public:
   Steps(const LanczosExpandArgs& a, std::vector<double>& part) : a_(a), k_(kernels<T>()), part_(part) {
-    chunks_ = (a.n + kLanczosChunk - 1) / kLanczosChunk;
+    chunk_ = lanczos_chunk(a.n);
+    chunks_ = (a.n + chunk_ - 1) / chunk_;
   }
 
   // c[0:r] = V[0:r] w, summed over the chunks in order
@@ -315,7 +316,7 @@ class Steps {
     double* part = part_.data();
 #pragma omp parallel for schedule(static) if (chunks_ > 1)
     for (i64 ch = 0; ch < chunks_; ++ch) {
-      const i64 lo = ch * kLanczosChunk, hi = lo + kLanczosChunk < n ? lo + kLanczosChunk : n;
+      const i64 lo = ch * chunk_, hi = lo + chunk_ < n ? lo + chunk_ : n;
       k_.dots(V, n, r, w, lo, hi, part + ch * r);
     }
     for (i64 i = 0; i < r; ++i) {
@@ -329,7 +330,7 @@ class Steps {
     const i64 n = a_.n;
 #pragma omp parallel for schedule(static) if (chunks_ > 1)
     for (i64 ch = 0; ch < chunks_; ++ch) {
-      const i64 lo = ch * kLanczosChunk, hi = lo + kLanczosChunk < n ? lo + kLanczosChunk : n;
+      const i64 lo = ch * chunk_, hi = lo + chunk_ < n ? lo + chunk_ : n;
       k_.update(V, n, r, c, w, lo, hi);
     }
   }
@@ -374,7 +375,7 @@ class Steps {
     for (double* cc : {c, c2}) {
 #pragma omp parallel for schedule(static) if (chunks_ > 1)
       for (i64 ch = 0; ch < chunks_; ++ch) {
-        const i64 lo = ch * kLanczosChunk, hi = lo + kLanczosChunk < n ? lo + kLanczosChunk : n;
+        const i64 lo = ch * chunk_, hi = lo + chunk_ < n ? lo + chunk_ : n;
         k_.block_dots(B, n, r, W, p, lo, hi, part + ch * r * p);
       }
       for (i64 e = 0; e < r * p; ++e) {
@@ -384,7 +385,7 @@ class Steps {
       }
 #pragma omp parallel for schedule(static) if (chunks_ > 1)
       for (i64 ch = 0; ch < chunks_; ++ch) {
-        const i64 lo = ch * kLanczosChunk, hi = lo + kLanczosChunk < n ? lo + kLanczosChunk : n;
+        const i64 lo = ch * chunk_, hi = lo + chunk_ < n ? lo + chunk_ : n;
         k_.block_update(B, n, r, cc, W, p, lo, hi);
       }
     }
@@ -405,7 +406,7 @@ class Steps {
   const LanczosExpandArgs& a_;
   Kernels<T> k_;
   std::vector<double>& part_;
-  i64 chunks_ = 1;
+  i64 chunk_ = 256, chunks_ = 1;
 };
 
 template <typename T>
@@ -413,7 +414,7 @@ Status expand(int dtype, const LanczosExpandArgs& a) {
   const i64 n = a.n, p = a.p, ldh = a.ldh;
   T* V = static_cast<T*>(a.V);
   T* H = static_cast<T*>(a.H);
-  const i64 chunks = (n + kLanczosChunk - 1) / kLanczosChunk;
+  const i64 chunks = (n + lanczos_chunk(n) - 1) / lanczos_chunk(n);
   std::vector<double> part, c, c2, cb, cb2, before;
   std::vector<T> W;
   try {

@@ -15,7 +15,7 @@
 // out[0] = the final j, out[1] = the status (kLanczosOk, or kLanczosNonFinite when a
 // product or norm was not finite: the expansion stops there), out[2] = the draw counter
 // after the expansion (in: draws, the counter to start from).
-// Inner products are summed in fixed chunks of kLanczosChunk entries, in chunk order:
+// Inner products are summed in fixed chunks of lanczos_chunk(n) entries, in chunk order:
 // the same numbers for any thread count.
 #pragma once
 #include <cstdint>
@@ -25,7 +25,12 @@
 namespace sl {
 
 constexpr int kLanczosOk = 0, kLanczosNonFinite = 2;
-constexpr std::int64_t kLanczosChunk = 1024;
+// chunks of at least 256 entries, at most 64 of them (n alone decides: 9 chunks at n = 2304
+// keep two threads balanced, where 1024-entry chunks had split 2048 / 256)
+inline std::int64_t lanczos_chunk(std::int64_t n) {
+  const std::int64_t c = (n + 63) / 64;
+  return c < 256 ? 256 : (c + 63) / 64 * 64;
+}
 constexpr std::uint32_t kLanczosTag = 0x4c414e43u;  // "LANC"
 
 struct LanczosExpandArgs {
