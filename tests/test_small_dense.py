@@ -163,6 +163,8 @@ def test_eigh_not_converged_warns(batch, gen):
                                    # batch-interleaved CPU kernel (batch >= 16 float32 / 8 float64 lanes), with
                                    # a partly filled last group
                                    ((17,), 20, 20), ((9,), 24, 10),
+                                   # at most one full group: two half-width groups on two threads
+                                   ((12,), 42, 42), ((6,), 42, 42),
                                    ((40,), 24, 24)])  # "auto" takes Jacobi on the CPU here
 @pytest.mark.parametrize("method", ["jacobi", "auto"])
 def test_svd_matches_numpy(device, dtype, shape, method, gen):
