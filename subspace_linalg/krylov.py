@@ -11,7 +11,7 @@ from . import _native, _validate
 from ._dtypes import FLOATING
 from ._results import CGResult
 from .errors import NotConvergedWarning
-from .operators import DenseOperator, LinearOperator, as_operator
+from .operators import CSROperator, DenseOperator, LinearOperator, as_operator
 from .reference.krylov import CG_BREAKDOWN, CG_CONVERGED, CG_RUNNING
 
 __all__ = ["cg"]
@@ -146,8 +146,13 @@ def cg(A, b: torch.Tensor, *, x0: torch.Tensor | None = None, M=None, rtol: floa
     use_native = (reduction == "per_system" and callback is None and apply_M is None
                   and isinstance(op, DenseOperator) and 0 < n <= DENSE_NATIVE_MAX_N
                   and B.device.type in ("cpu", "cuda") and _native.available())
+    use_csr = (not use_native and reduction == "per_system" and callback is None and apply_M is None
+               and isinstance(op, CSROperator) and B.device.type == "cpu" and n > 0 and _native.available()
+               and _CSR_NATIVE_BETTER(B.numel() // n, n))
     if use_native:
         out = _native_dense(op, B, X, minv, tol, maxiter, sys_batch, n, columns)
+    elif use_csr:
+        out = _native_csr(op, B, X, minv, tol, maxiter, sys_batch, n)
     elif reduction == "global":
         out = _loop_global(apply_A, apply_M, minv, B, X, tol, maxiter, callback, to_b_layout)
     else:
@@ -241,6 +246,25 @@ def _native_dense(op: DenseOperator, B, X, minv, tol, maxiter, sys_batch, n, col
     Xs, iters, res, status = _ops().cg_dense.default(
         A3, B.reshape(S, n), X.reshape(S, n), minv.reshape(S, n) if minv is not None else None,
         tol.reshape(S).contiguous(), int(maxiter))
+    return (Xs.reshape(sys_batch + (n,)), iters.reshape(sys_batch), res.reshape(sys_batch),
+            status.reshape(sys_batch))
+
+
+def _csr_native_better(S: int, n: int) -> bool:
+    """Where the whole-loop native CSR CG (a system per thread, no per-iteration Python)
+    beats the loop of native steps (each op over the elements on all threads)."""
+    return S > 1 or n <= _CSR_NATIVE_MAX_N
+
+
+_CSR_NATIVE_MAX_N = 1 << 17
+_CSR_NATIVE_BETTER = _csr_native_better
+
+
+def _native_csr(op, B, X, minv, tol, maxiter, sys_batch, n):
+    S = B.numel() // n
+    Xs, iters, res, status = _ops().cg_csr.default(
+        op._crow, op._col, op._val, B.reshape(S, n), X.reshape(S, n),
+        minv.reshape(S, n) if minv is not None else None, tol.reshape(S).contiguous(), int(maxiter))
     return (Xs.reshape(sys_batch + (n,)), iters.reshape(sys_batch), res.reshape(sys_batch),
             status.reshape(sys_batch))
 

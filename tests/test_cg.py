@@ -410,3 +410,101 @@ def test_hessian_vector_product_operator(gen):
     assert residual_bound_ok(Hd, b, res.x, 1e-10, 0.0, torch.float64)[0]
     nodes, weights = sl.slq_spectrum(H, 4, 12, generator=gen(15))
     assert float(((weights * nodes).sum(-1).mean() - torch.trace(Hd) / 12).abs()) <= 0.5 * float(torch.trace(Hd) / 12)
+
+
+# ---------------------------------------------------------------- cg_csr (the native CSR loop)
+def _csr_parts(A):
+    return A.crow_indices().long().clone(), A.col_indices().long().clone(), A.values().clone()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("precond", [False, True])
+def test_cg_csr_native_matches_the_torch_loop(dtype, precond, gen):
+    """The native whole-loop kernel and the pure-torch loop (its CUDA path) take the same
+    iterations to the same solutions; several systems share the matrix."""
+    g = gen(31)
+    P = poisson2d_scipy(12)
+    A = to_torch(P, dtype, "csr")
+    crow, col, val = _csr_parts(A)
+    n = P.shape[0]
+    b = torch.randn(5, n, generator=g, dtype=torch.float64).to(dtype)
+    b[3] = 0  # converged at the start
+    x0 = torch.zeros_like(b)
+    tol = torch.full((5,), 1e-4 if dtype == torch.float32 else 1e-10, dtype=dtype)
+    minv = (1.0 / torch.from_numpy(P.diagonal()).to(dtype)).expand(5, n).contiguous() if precond else None
+    got = torch.ops.subspace_linalg.cg_csr.default(crow, col, val, b, x0, minv, tol, 500)
+    from subspace_linalg.reference import krylov as kref
+    want = kref.cg_csr(crow, col, val, b, x0, minv, tol, 500)
+    assert got[3].tolist() == want[3].tolist() == [1] * 5
+    assert (got[1] - want[1]).abs().max() <= 1 and int(got[1][3]) == 0
+    A64 = torch.from_numpy(P.toarray())
+    for x in (got[0], want[0]):
+        r = torch.linalg.vector_norm(b.double() - x.double() @ A64, dim=-1)
+        assert bool((r <= tol.double() * 1.01 + table_rtol("solve", dtype, n) * 8 * torch.linalg.vector_norm(x.double(), dim=-1)).all())
+
+
+def test_cg_csr_breakdown_and_maxiter_status(gen):
+    P = poisson2d_scipy(6)
+    A = -to_torch(P, torch.float64, "csr").to_dense()
+    Ac = dense_to_csr(A)  # negative definite: p^T A p < 0 at the first step
+    crow, col, val = _csr_parts(Ac)
+    b = torch.randn(2, 36, generator=gen(1), dtype=torch.float64)
+    out = torch.ops.subspace_linalg.cg_csr.default(crow, col, val, b, torch.zeros_like(b), None,
+                                                   torch.full((2,), 1e-12, dtype=torch.float64), 100)
+    assert out[3].tolist() == [2, 2] and bool(torch.isfinite(out[0]).all())
+    crow, col, val = _csr_parts(to_torch(P, torch.float64, "csr"))
+    out = torch.ops.subspace_linalg.cg_csr.default(crow, col, val, b, torch.zeros_like(b), None,
+                                                   torch.full((2,), 1e-14, dtype=torch.float64), 3)
+    assert out[3].tolist() == [0, 0] and out[1].tolist() == [3, 3]
+
+
+def test_cg_csr_opcheck_and_compile(gen):
+    P = poisson2d_scipy(5)
+    crow, col, val = _csr_parts(to_torch(P, torch.float64, "csr"))
+    b = torch.randn(3, 25, generator=gen(2), dtype=torch.float64)
+    tol = torch.full((3,), 1e-10, dtype=torch.float64)
+    args = (crow, col, val, b, torch.zeros_like(b), None, tol, 200)
+    torch.library.opcheck(torch.ops.subspace_linalg.cg_csr.default, args)
+    torch.library.opcheck(torch.ops.subspace_linalg.cg_csr.default,
+                          args[:5] + (torch.full_like(b, 0.25),) + args[6:])
+
+    def solve(crow, col, val, b, tol):
+        return torch.ops.subspace_linalg.cg_csr(crow, col, val, b, torch.zeros_like(b), None, tol, 200)
+
+    got = torch.compile(solve, fullgraph=True)(crow, col, val, b, tol)
+    want = solve(crow, col, val, b, tol)
+    for g_, w_ in zip(got, want):
+        torch.testing.assert_close(g_, w_)
+
+
+def test_cg_on_csr_takes_the_native_loop_up_to_its_size_rule(monkeypatch, gen):
+    """One CSR system up to 2^17 unknowns, or several: the native whole loop; the same
+    iterations as the loop of native steps it replaces."""
+    from subspace_linalg import krylov as K
+
+    calls = []
+    real = K._native_csr
+    monkeypatch.setattr(K, "_native_csr", lambda *a: (calls.append(1), real(*a))[1])
+    P = poisson2d_scipy(20)
+    A = to_torch(P, torch.float32, "csr")
+    b = torch.randn(400, generator=gen(3), dtype=torch.float32)
+    fast = sl.cg(A, b, rtol=1e-5)
+    assert calls == [1]
+    monkeypatch.setattr(K, "_CSR_NATIVE_BETTER", lambda S, n: False)
+    slow = sl.cg(A, b, rtol=1e-5)
+    assert calls == [1]
+    assert bool(fast.converged) and bool(slow.converged)
+    assert abs(int(fast.iterations) - int(slow.iterations)) <= 1
+    assert not K._csr_native_better(1, 1 << 18) and K._csr_native_better(2, 1 << 18) and K._csr_native_better(1, 4096)
+
+
+@pytest.mark.cuda
+def test_cg_csr_cuda_path_matches_cpu(gen):
+    P = poisson2d_scipy(10)
+    crow, col, val = _csr_parts(to_torch(P, torch.float64, "csr"))
+    b = torch.randn(2, 100, generator=gen(4), dtype=torch.float64)
+    tol = torch.full((2,), 1e-10, dtype=torch.float64)
+    cpu = torch.ops.subspace_linalg.cg_csr.default(crow, col, val, b, torch.zeros_like(b), None, tol, 300)
+    gpu = torch.ops.subspace_linalg.cg_csr.default(*(t.cuda() for t in (crow, col, val, b)), torch.zeros_like(b).cuda(),
+                                                   None, tol.cuda(), 300)
+    torch.testing.assert_close(gpu[0].cpu(), cpu[0], rtol=0, atol=1e-8)

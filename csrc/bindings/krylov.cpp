@@ -59,6 +59,32 @@ void cg_dense(int dtype, std::int64_t S, std::int64_t n, std::uintptr_t A, std::
   raise_if_error(s, "cg_dense on systems " + sn(S, n));
 }
 
+void cg_csr(int dtype, std::int64_t S, std::int64_t n, std::uintptr_t crow, std::uintptr_t col, std::uintptr_t val,
+            std::int64_t nnz, std::uintptr_t b, std::uintptr_t x, std::uintptr_t minv, std::uintptr_t tol,
+            std::int64_t maxiter, std::uintptr_t iters, std::uintptr_t res, std::uintptr_t status) {
+  CgDenseArgs a;
+  a.S = S;
+  a.n = n;
+  a.crow = ptr<const std::int64_t>(crow);
+  a.col = ptr<const std::int64_t>(col);
+  a.val = ptr<const void>(val);
+  a.nnz = nnz;
+  a.b = ptr<const void>(b);
+  a.x = ptr<void>(x);
+  a.minv = ptr<const void>(minv);
+  a.tol = ptr<const void>(tol);
+  a.maxiter = maxiter;
+  a.iters = ptr<std::int32_t>(iters);
+  a.res = ptr<void>(res);
+  a.status = ptr<std::int32_t>(status);
+  Status s;
+  {
+    py::gil_scoped_release nogil;
+    s = cg_csr_cpu(dtype, a);
+  }
+  raise_if_error(s, "cg_csr on systems " + sn(S, n) + " with " + std::to_string(nnz) + " nonzeros");
+}
+
 void cg_step(int dtype, std::int64_t S, std::int64_t n, std::uintptr_t x, std::uintptr_t r, std::uintptr_t rr,
              std::uintptr_t status, std::uintptr_t iters, std::uintptr_t p, std::uintptr_t Ap, std::uintptr_t rz,
              std::uintptr_t tol2, std::uintptr_t ws, std::size_t ws_bytes, const ExecSpec& exec_spec) {
@@ -124,6 +150,9 @@ void bind_krylov(py::module_& m) {
   m.def("cg_dense", &cg_dense,
         "batched dense CG, whole loop (dtype, S, n, A, a_stride, a_group, b, x, minv, tol, maxiter, iters, res, status, exec)");
   m.def("cg_dense_max_n", [](int device_type) { return cg_dense_max_n(device_type == 1); });
+  m.def("cg_csr", &cg_csr,
+        "CG on systems sharing one CSR matrix, whole loop, CPU (dtype, S, n, crow, col, val, nnz, b, x, minv, tol, "
+        "maxiter, iters, res, status)");
 }
 
 const Registrar reg("krylov", &bind_krylov);

@@ -1,9 +1,9 @@
 // CPU kernels of the Krylov family (contract in sl/krylov.h).
 //  cg_update: one pass over x, r, p, Ap per active system; OpenMP over systems, or over
 //    the elements of each system when there are fewer systems than threads.
-//  cg_dense: OpenMP over systems (dynamic schedule: systems converge at different
-//    iterations); each system's whole loop runs on one thread with its matrix and four
-//    work vectors cache resident.
+//  cg_dense / cg_csr: OpenMP over systems (dynamic schedule: systems converge at different
+//    iterations); each system's whole loop runs on one thread with its matrix (cg_dense)
+//    or the shared CSR matrix (cg_csr) and four work vectors cache resident.
 #include <cmath>
 #include <cstdint>
 #include <new>
@@ -73,6 +73,16 @@ Status cg_direction_check(int dtype, const CgDirectionArgs& a) {
   SL_REQUIRE(a.S >= 0 && a.n >= 0, "cg_direction: negative size");
   if (a.S == 0) return Status::ok();
   SL_REQUIRE(a.p && a.z && a.rz_new && a.rz && a.status, "cg_direction: null data pointer");
+  return Status::ok();
+}
+
+Status cg_csr_check(int dtype, const CgDenseArgs& a) {
+  SL_REQUIRE(dtype == static_cast<int>(DType::F32) || dtype == static_cast<int>(DType::F64),
+             "cg_csr: dtype must be f32 or f64, got code " + std::to_string(dtype));
+  SL_REQUIRE(a.S >= 0 && a.n >= 0 && a.nnz >= 0 && a.maxiter >= 0, "cg_csr: negative size or maxiter");
+  if (a.S == 0 || a.n == 0) return Status::ok();
+  SL_REQUIRE(a.crow && (a.nnz == 0 || (a.col && a.val)) && a.b && a.x && a.tol && a.iters && a.res && a.status,
+             "cg_csr: null data pointer");
   return Status::ok();
 }
 
@@ -260,11 +270,36 @@ Status direction_run(const CgDirectionArgs& a) {
   return Status::ok();
 }
 
-// One system's whole CG loop (forced inline into the per-ISA clones below). w: 4n scratch.
+// The operators of the whole-loop CG: system s's dense matrix, or the CSR matrix every
+// system shares (one row's nonzeros per output entry, in the value type).
 template <typename T>
-SL_ALWAYS_INLINE inline void dense_system(const CgDenseArgs& a, std::int64_t s, T* w) {
+struct DenseOp {
+  const T* A;
+  std::int64_t n;
+  SL_ALWAYS_INLINE void operator()(const T* __restrict v, T* __restrict out) const { matvec(A, v, out, n); }
+};
+
+template <typename T>
+struct CsrOp {
+  const std::int64_t* __restrict crow;
+  const std::int64_t* __restrict col;
+  const T* __restrict val;
+  std::int64_t n;
+  SL_ALWAYS_INLINE void operator()(const T* __restrict v, T* __restrict out) const {
+    for (std::int64_t i = 0; i < n; ++i) {
+      T acc = T(0);
+      const std::int64_t hi = crow[i + 1];
+      for (std::int64_t k = crow[i]; k < hi; ++k) acc += val[k] * v[col[k]];
+      out[i] = acc;
+    }
+  }
+};
+
+// One system's whole CG loop with the operator `op` (forced inline into the per-ISA clones
+// below). w: 4n scratch.
+template <typename T, typename Op>
+SL_ALWAYS_INLINE inline void cg_system(const CgDenseArgs& a, std::int64_t s, T* w, const Op& op) {
   const std::int64_t n = a.n, maxiter = a.maxiter;
-  const T* A = static_cast<const T*>(a.A);
   const T* B = static_cast<const T*>(a.b);
   T* X = static_cast<T*>(a.x);
   const T* Minv = static_cast<const T*>(a.minv);
@@ -274,13 +309,12 @@ SL_ALWAYS_INLINE inline void dense_system(const CgDenseArgs& a, std::int64_t s, 
   T* p = r + n;
   T* q = p + n;
   T* zb = q + n;
-  const T* As = A + (s / a.a_group) * a.a_stride;
   const T* bs = B + s * n;
   T* xs = X + s * n;
   const T* ms = Minv ? Minv + s * n : nullptr;
   T* z = ms ? zb : r;
   const T tol2 = Tol[s] * Tol[s];
-  matvec(As, xs, q, n);
+  op(xs, q);
   for (std::int64_t j = 0; j < n; ++j) r[j] = bs[j] - q[j];
   if (ms)
     for (std::int64_t j = 0; j < n; ++j) z[j] = r[j] * ms[j];
@@ -295,7 +329,7 @@ SL_ALWAYS_INLINE inline void dense_system(const CgDenseArgs& a, std::int64_t s, 
     st = kCgBreakdown;
   }
   while (st == kCgRunning && it < maxiter) {
-    matvec(As, p, q, n);
+    op(p, q);
     const T pq = dot(p, q, n);
     if (!(pq > T(0)) || !std::isfinite(pq)) {
       st = kCgBreakdown;
@@ -339,42 +373,53 @@ SL_ALWAYS_INLINE inline void dense_system(const CgDenseArgs& a, std::int64_t s, 
   a.status[s] = st;
 }
 
-template <typename T>
-void dense_system_base(const CgDenseArgs& a, std::int64_t s, T* w) { dense_system<T>(a, s, w); }
+// system s of a cg_dense (its own matrix) or a cg_csr (the shared CSR matrix) call
+template <typename T, bool Csr>
+SL_ALWAYS_INLINE inline void system(const CgDenseArgs& a, std::int64_t s, T* w) {
+  if constexpr (Csr) {
+    cg_system(a, s, w, CsrOp<T>{a.crow, a.col, static_cast<const T*>(a.val), a.n});
+  } else {
+    const T* A = static_cast<const T*>(a.A) + (s / a.a_group) * a.a_stride;
+    cg_system(a, s, w, DenseOp<T>{A, a.n});
+  }
+}
+
+template <typename T, bool Csr>
+void system_base(const CgDenseArgs& a, std::int64_t s, T* w) { system<T, Csr>(a, s, w); }
 #ifdef SL_X86_DISPATCH
-template <typename T>
-SL_TARGET_AVX2 void dense_system_avx2(const CgDenseArgs& a, std::int64_t s, T* w) { dense_system<T>(a, s, w); }
-template <typename T>
-SL_TARGET_AVX512 void dense_system_avx512(const CgDenseArgs& a, std::int64_t s, T* w) { dense_system<T>(a, s, w); }
+template <typename T, bool Csr>
+SL_TARGET_AVX2 void system_avx2(const CgDenseArgs& a, std::int64_t s, T* w) { system<T, Csr>(a, s, w); }
+template <typename T, bool Csr>
+SL_TARGET_AVX512 void system_avx512(const CgDenseArgs& a, std::int64_t s, T* w) { system<T, Csr>(a, s, w); }
 #endif
 
 template <typename T>
-using DenseSystemFn = void (*)(const CgDenseArgs&, std::int64_t, T*);
+using SystemFn = void (*)(const CgDenseArgs&, std::int64_t, T*);
 
-template <typename T>
-DenseSystemFn<T> pick_dense_system() {
+template <typename T, bool Csr>
+SystemFn<T> pick_system() {
 #ifdef SL_X86_DISPATCH
   switch (isa_level()) {
-    case 2: return &dense_system_avx512<T>;
-    case 1: return &dense_system_avx2<T>;
+    case 2: return &system_avx512<T, Csr>;
+    case 1: return &system_avx2<T, Csr>;
     default: break;
   }
 #endif
-  return &dense_system_base<T>;
+  return &system_base<T, Csr>;
 }
 
-template <typename T>
-Status dense_run(const CgDenseArgs& a) {
+template <typename T, bool Csr>
+Status systems_run(const CgDenseArgs& a) {
   const std::int64_t S = a.S, n = a.n;
   const int nt = max_threads();
   std::vector<T> scratch;
   try {
     scratch.resize(static_cast<std::size_t>(4 * n + 8) * static_cast<std::size_t>(nt));
   } catch (const std::bad_alloc&) {
-    return invalid_argument("cg_dense: cannot allocate host scratch of 4 x " + std::to_string(n) + " x " +
-                            std::to_string(nt) + " elements");
+    return invalid_argument(std::string(Csr ? "cg_csr" : "cg_dense") + ": cannot allocate host scratch of 4 x " +
+                            std::to_string(n) + " x " + std::to_string(nt) + " elements");
   }
-  const DenseSystemFn<T> one = pick_dense_system<T>();
+  const SystemFn<T> one = pick_system<T, Csr>();
 #pragma omp parallel num_threads(nt) if (S > 1)
   {
     T* w = scratch.data() + static_cast<std::size_t>(thread_id()) * static_cast<std::size_t>(4 * n + 8);
@@ -420,7 +465,16 @@ Status cg_dense_cpu(int dtype, const CgDenseArgs& a) {
   if (a.S == 0) return Status::ok();
   return dispatch_real(dtype, "cg_dense", [&](auto tag) {
     using T = decltype(tag);
-    return dense_run<T>(a);
+    return systems_run<T, false>(a);
+  });
+}
+
+Status cg_csr_cpu(int dtype, const CgDenseArgs& a) {
+  SL_RETURN_IF_ERROR(cg_csr_check(dtype, a));
+  if (a.S == 0) return Status::ok();
+  return dispatch_real(dtype, "cg_csr", [&](auto tag) {
+    using T = decltype(tag);
+    return systems_run<T, true>(a);
   });
 }
 

@@ -1,5 +1,6 @@
-"""subspace_linalg::cg_update_ (fused CG step) and subspace_linalg::cg_dense (the whole CG
-loop for a batch of small dense SPD systems), CPU and CUDA native kernels; the pure-torch
+"""subspace_linalg::cg_update_ (fused CG step), subspace_linalg::cg_dense (the whole CG
+loop for a batch of small dense SPD systems) and subspace_linalg::cg_csr (the whole loop
+for systems sharing one CSR matrix), CPU and CUDA native kernels; the pure-torch
 references are in subspace_linalg/reference/krylov.py."""
 from __future__ import annotations
 
@@ -126,6 +127,60 @@ def _(A, b, x0, minv, tol, maxiter):
                minv.data_ptr() if minv is not None else 0, tol.data_ptr(), int(maxiter), iters.data_ptr(),
                res.data_ptr(), status.data_ptr(), _native.exec_args(b))
     return x, iters, res, status
+
+
+def _check_cg_csr(crow, col, val, b, x0, minv, tol, maxiter) -> None:
+    torch._check(b.dtype in FLOATING and b.dim() == 2, lambda: f"cg_csr: b must be (S, n) float32/64, got {tuple(b.shape)} {b.dtype}")
+    S, n = b.shape
+    torch._check(crow.shape == (n + 1,) and crow.dtype == torch.int64 and col.dtype == torch.int64,
+                 lambda: f"cg_csr: crow must be ({n + 1},) int64 and col int64, got {tuple(crow.shape)} {crow.dtype}, {col.dtype}")
+    torch._check(val.dtype == b.dtype and val.shape == col.shape and val.dim() == 1,
+                 lambda: f"cg_csr: val must be 1-D {b.dtype} with col's length, got {tuple(val.shape)} {val.dtype}")
+    torch._check(x0.shape == b.shape and x0.dtype == b.dtype, lambda: f"cg_csr: x0 must be {tuple(b.shape)} {b.dtype}")
+    torch._check(tol.shape == (S,) and tol.dtype == b.dtype, lambda: f"cg_csr: tol must be ({S},) {b.dtype}")
+    if minv is not None:
+        torch._check(minv.shape == b.shape and minv.dtype == b.dtype, lambda: f"cg_csr: minv must be {tuple(b.shape)} {b.dtype}")
+    torch._check(maxiter >= 0, lambda: f"cg_csr: maxiter must be >= 0, got {maxiter}")
+
+
+@torch.library.custom_op("subspace_linalg::cg_csr", mutates_args=())
+def cg_csr(crow: torch.Tensor, col: torch.Tensor, val: torch.Tensor, b: torch.Tensor, x0: torch.Tensor,
+           minv: Optional[torch.Tensor], tol: torch.Tensor, maxiter: int
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """CG on S SPD systems A x_s = b_s sharing one CSR matrix A (n x n: crow, col, val),
+    each stopping on its own at ||r_s|| <= tol[s]; the contract of :func:`cg_dense`
+    otherwise (minv: inverse Jacobi diagonal rows or None). CPU: the whole loop native,
+    a system per thread; CUDA: the pure-torch loop (reference/krylov.py)."""
+    _check_cg_csr(crow, col, val, b, x0, minv, tol, maxiter)
+    return _ref.cg_csr(crow, col, val, b, x0, minv, tol, maxiter)
+
+
+@cg_csr.register_fake
+def _(crow, col, val, b, x0, minv, tol, maxiter):
+    _check_cg_csr(crow, col, val, b, x0, minv, tol, maxiter)
+    return _dense_outputs(b)
+
+
+@cg_csr.register_kernel("cpu")
+def _(crow, col, val, b, x0, minv, tol, maxiter):
+    _check_cg_csr(crow, col, val, b, x0, minv, tol, maxiter)
+    x, iters, res, status = _dense_outputs(b)
+    S, n = b.shape
+    if S == 0:
+        return x, iters, res, status
+    crow, col, val, b, tol = (_contig(t) for t in (crow, col, val, b, tol))
+    minv = _contig(minv) if minv is not None else None
+    x.copy_(x0)
+    _native.lib().cg_csr(_native.dtype_code(b.dtype), S, n, crow.data_ptr(), col.data_ptr(), val.data_ptr(),
+                         val.numel(), b.data_ptr(), x.data_ptr(), minv.data_ptr() if minv is not None else 0,
+                         tol.data_ptr(), int(maxiter), iters.data_ptr(), res.data_ptr(), status.data_ptr())
+    return x, iters, res, status
+
+
+@cg_csr.register_kernel("cuda")
+def _(crow, col, val, b, x0, minv, tol, maxiter):
+    _check_cg_csr(crow, col, val, b, x0, minv, tol, maxiter)
+    return _ref.cg_csr(crow, col, val, b, x0, minv, tol, maxiter)
 
 
 def cg_dense_max_n(device_type: str) -> int:

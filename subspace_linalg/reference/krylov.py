@@ -36,8 +36,21 @@ def cg_dense(A: torch.Tensor, b: torch.Tensor, x0: torch.Tensor, minv: torch.Ten
     S, n = b.shape
     if A.shape[0] not in (1, S):  # G matrices, each shared by S / G consecutive systems
         A = A.repeat_interleave(S // A.shape[0], dim=0)
+    return _cg_loop(lambda v: (A @ v.unsqueeze(-1)).squeeze(-1), b, x0, minv, tol, maxiter)
+
+
+def cg_csr(crow: torch.Tensor, col: torch.Tensor, val: torch.Tensor, b: torch.Tensor, x0: torch.Tensor,
+           minv: torch.Tensor | None, tol: torch.Tensor, maxiter: int):
+    """:func:`cg_dense`'s loop with one CSR matrix (crow, col, val) shared by the S systems."""
+    n = b.shape[1]
+    return _cg_loop(lambda v: csr_matvec(crow, col, val, v, n), b, x0, minv, tol, maxiter)
+
+
+def _cg_loop(apply, b, x0, minv, tol, maxiter):
+    """The per-system CG loop of cg_dense / cg_csr with the operator ``apply`` on the rows."""
+    S, n = b.shape
     x = x0.clone()
-    r = b - (A @ x.unsqueeze(-1)).squeeze(-1)
+    r = b - apply(x)
     z = r * minv if minv is not None else r
     p = z.clone()
     rz = (r * z).sum(-1)
@@ -52,7 +65,7 @@ def cg_dense(A: torch.Tensor, b: torch.Tensor, x0: torch.Tensor, minv: torch.Ten
         active = status == CG_RUNNING
         if not bool(active.any()):
             break
-        Ap = (A @ p.unsqueeze(-1)).squeeze(-1)
+        Ap = apply(p)
         pAp = (p * Ap).sum(-1)
         bad = active & ~(pAp > 0)
         status = torch.where(bad, CG_BREAKDOWN, status).to(torch.int32)

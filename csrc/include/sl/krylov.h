@@ -84,9 +84,15 @@ Status cg_direction_check(int dtype, const CgDirectionArgs& a);
 // largest n of cg_dense on the device (CUDA: shared-memory budget of one block per system)
 std::int64_t cg_dense_max_n(bool cuda);
 
+// cg_csr: the same loop with one CSR matrix (crow, col, val; nnz entries) shared by all
+//   systems (A, a_stride and a_group unused).
 struct CgDenseArgs {
   std::int64_t S = 0, n = 0;
   const void* A = nullptr;
+  const std::int64_t* crow = nullptr;
+  const std::int64_t* col = nullptr;
+  const void* val = nullptr;
+  std::int64_t nnz = 0;
   std::int64_t a_stride = 0;
   std::int64_t a_group = 1;
   const void* b = nullptr;
@@ -101,10 +107,12 @@ struct CgDenseArgs {
 
 Status cg_dense_cpu(int dtype, const CgDenseArgs& a);
 Status cg_dense_cuda(int dtype, const CgDenseArgs& a, const Exec& exec);
+Status cg_csr_cpu(int dtype, const CgDenseArgs& a);
 
 // shared argument checks (defined in csrc/cpu/krylov.cpp)
 Status cg_update_check(int dtype, std::int64_t S, std::int64_t n, const void* x, const void* r, const void* rr,
                        const void* p, const void* Ap, const void* alpha, const void* active);
 Status cg_dense_check(int dtype, const CgDenseArgs& a, std::int64_t max_n);
+Status cg_csr_check(int dtype, const CgDenseArgs& a);
 
 }  // namespace sl
