@@ -32,16 +32,13 @@ void cg_update(int dtype, std::int64_t S, std::int64_t n, std::uintptr_t x, std:
   raise_if_error(s, "cg_update on systems " + sn(S, n));
 }
 
-void cg_dense(int dtype, std::int64_t S, std::int64_t n, std::uintptr_t A, std::int64_t a_stride, std::int64_t a_group,
-              std::uintptr_t b,
-              std::uintptr_t x, std::uintptr_t minv, std::uintptr_t tol, std::int64_t maxiter, std::uintptr_t iters,
-              std::uintptr_t res, std::uintptr_t status, const ExecSpec& exec_spec) {
+// the systems and outputs of a whole-loop CG call (cg_dense, cg_csr)
+CgDenseArgs systems_args(std::int64_t S, std::int64_t n, std::uintptr_t b, std::uintptr_t x, std::uintptr_t minv,
+                         std::uintptr_t tol, std::int64_t maxiter, std::uintptr_t iters, std::uintptr_t res,
+                         std::uintptr_t status) {
   CgDenseArgs a;
   a.S = S;
   a.n = n;
-  a.A = ptr<const void>(A);
-  a.a_stride = a_stride;
-  a.a_group = a_group;
   a.b = ptr<const void>(b);
   a.x = ptr<void>(x);
   a.minv = ptr<const void>(minv);
@@ -50,6 +47,17 @@ void cg_dense(int dtype, std::int64_t S, std::int64_t n, std::uintptr_t A, std::
   a.iters = ptr<std::int32_t>(iters);
   a.res = ptr<void>(res);
   a.status = ptr<std::int32_t>(status);
+  return a;
+}
+
+void cg_dense(int dtype, std::int64_t S, std::int64_t n, std::uintptr_t A, std::int64_t a_stride, std::int64_t a_group,
+              std::uintptr_t b,
+              std::uintptr_t x, std::uintptr_t minv, std::uintptr_t tol, std::int64_t maxiter, std::uintptr_t iters,
+              std::uintptr_t res, std::uintptr_t status, const ExecSpec& exec_spec) {
+  CgDenseArgs a = systems_args(S, n, b, x, minv, tol, maxiter, iters, res, status);
+  a.A = ptr<const void>(A);
+  a.a_stride = a_stride;
+  a.a_group = a_group;
   const Exec exec = exec_from(exec_spec);
   Status s;
   {
@@ -62,21 +70,11 @@ void cg_dense(int dtype, std::int64_t S, std::int64_t n, std::uintptr_t A, std::
 void cg_csr(int dtype, std::int64_t S, std::int64_t n, std::uintptr_t crow, std::uintptr_t col, std::uintptr_t val,
             std::int64_t nnz, std::uintptr_t b, std::uintptr_t x, std::uintptr_t minv, std::uintptr_t tol,
             std::int64_t maxiter, std::uintptr_t iters, std::uintptr_t res, std::uintptr_t status) {
-  CgDenseArgs a;
-  a.S = S;
-  a.n = n;
+  CgDenseArgs a = systems_args(S, n, b, x, minv, tol, maxiter, iters, res, status);
   a.crow = ptr<const std::int64_t>(crow);
   a.col = ptr<const std::int64_t>(col);
   a.val = ptr<const void>(val);
   a.nnz = nnz;
-  a.b = ptr<const void>(b);
-  a.x = ptr<void>(x);
-  a.minv = ptr<const void>(minv);
-  a.tol = ptr<const void>(tol);
-  a.maxiter = maxiter;
-  a.iters = ptr<std::int32_t>(iters);
-  a.res = ptr<void>(res);
-  a.status = ptr<std::int32_t>(status);
   Status s;
   {
     py::gil_scoped_release nogil;
