@@ -100,3 +100,19 @@ def test_dct_errors():
         sl.select_columns_by_alignment(torch.randn(3, 5), None, 6)
     with pytest.raises(ValueError, match="norm"):
         sl.select_columns_by_alignment(torch.randn(3, 5), None, 2, norm="linf")
+
+
+@pytest.mark.parametrize("shape", [(2, 700, 512), (1100, 1025), (3, 90, 3000)])
+def test_dct_fft_in_row_blocks_equals_matrix_product(shape):
+    """Beyond 2 x (2^18 / n) rows the FFT path transforms blocks of rows (and stays
+    differentiable)."""
+    n = shape[-1]
+    x = _rand(shape, seed=n).requires_grad_()
+    y = sl.dct(x)
+    M = sl.dct_matrix(n, dtype=torch.float64)
+    ref = x.detach() @ M
+    assert float((y.detach() - ref).norm() / ref.norm()) <= rtol("fft", torch.float64, n)
+    w = _rand(shape, seed=n + 1)
+    (y * w).sum().backward()
+    gref = w @ M.T
+    assert float((x.grad - gref).norm() / gref.norm()) <= rtol("fft", torch.float64, n)
