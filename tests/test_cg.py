@@ -477,25 +477,28 @@ def test_cg_csr_opcheck_and_compile(gen):
         torch.testing.assert_close(g_, w_)
 
 
-def test_cg_on_csr_takes_the_native_loop_up_to_its_size_rule(monkeypatch, gen):
-    """One CSR system up to 2^17 unknowns, or several: the native whole loop; the same
-    iterations as the loop of native steps it replaces."""
+@pytest.mark.parametrize("m,precond", [(20, None), (20, "jacobi"), (100, None), (100, "jacobi")])
+def test_cg_on_csr_takes_the_native_loop(m, precond, monkeypatch, gen):
+    """A CSR matrix on the CPU: the native whole loop (m = 100: 10^4 unknowns, one system
+    on all threads); the same iterations and solution as the loop of native steps (forced
+    by a callback)."""
     from subspace_linalg import krylov as K
 
     calls = []
     real = K._native_csr
     monkeypatch.setattr(K, "_native_csr", lambda *a: (calls.append(1), real(*a))[1])
-    P = poisson2d_scipy(20)
-    A = to_torch(P, torch.float32, "csr")
-    b = torch.randn(400, generator=gen(3), dtype=torch.float32)
-    fast = sl.cg(A, b, rtol=1e-5)
+    P = poisson2d_scipy(m)
+    d = torch.rand(m * m, generator=gen(3), dtype=torch.float64) + 0.5  # D P D: Jacobi matters
+    A64 = torch.from_numpy(P.toarray()) * d[:, None] * d[None, :] if m <= 20 else None
+    A = dense_to_csr(A64) if A64 is not None else to_torch(P, torch.float64, "csr")
+    b = torch.randn(m * m, generator=gen(4), dtype=torch.float64)
+    fast = sl.cg(A, b, rtol=1e-9, M=precond)
     assert calls == [1]
-    monkeypatch.setattr(K, "_CSR_NATIVE_BETTER", lambda S, n: False)
-    slow = sl.cg(A, b, rtol=1e-5)
+    slow = sl.cg(A, b, rtol=1e-9, M=precond, callback=lambda x: None)
     assert calls == [1]
     assert bool(fast.converged) and bool(slow.converged)
     assert abs(int(fast.iterations) - int(slow.iterations)) <= 1
-    assert not K._csr_native_better(1, 1 << 18) and K._csr_native_better(2, 1 << 18) and K._csr_native_better(1, 4096)
+    torch.testing.assert_close(fast.x, slow.x, rtol=0, atol=1e-7 * float(slow.x.abs().max()))
 
 
 @pytest.mark.cuda

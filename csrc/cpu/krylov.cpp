@@ -285,14 +285,15 @@ struct CsrOp {
   const std::int64_t* __restrict col;
   const T* __restrict val;
   std::int64_t n;
-  SL_ALWAYS_INLINE void operator()(const T* __restrict v, T* __restrict out) const {
-    for (std::int64_t i = 0; i < n; ++i) {
+  SL_ALWAYS_INLINE void rows(const T* __restrict v, T* __restrict out, std::int64_t i0, std::int64_t i1) const {
+    for (std::int64_t i = i0; i < i1; ++i) {
       T acc = T(0);
       const std::int64_t hi = crow[i + 1];
       for (std::int64_t k = crow[i]; k < hi; ++k) acc += val[k] * v[col[k]];
       out[i] = acc;
     }
   }
+  SL_ALWAYS_INLINE void operator()(const T* __restrict v, T* __restrict out) const { rows(v, out, 0, n); }
 };
 
 // One system's whole CG loop with the operator `op` (forced inline into the per-ISA clones
@@ -373,6 +374,117 @@ SL_ALWAYS_INLINE inline void cg_system(const CgDenseArgs& a, std::int64_t s, T* 
   a.status[s] = st;
 }
 
+// One CSR system's whole CG loop on nt threads (cg_csr with fewer systems than threads and
+// n >= kCgCsrParallelMinN): the rows split evenly; every reduction as per-thread partial
+// sums (part, 3 nt entries) that every thread adds in thread order, so all threads hold the
+// same scalars and take the same branches (three or four barriers an iteration). The same
+// arithmetic as cg_system but for the order of the sums.
+template <typename T>
+void csr_system_parallel(const CgDenseArgs& a, std::int64_t s, T* w, T* part, int nt) {
+  const std::int64_t n = a.n, maxiter = a.maxiter;
+  const CsrOp<T> op{a.crow, a.col, static_cast<const T*>(a.val), n};
+  const T* bs = static_cast<const T*>(a.b) + s * n;
+  T* xs = static_cast<T*>(a.x) + s * n;
+  const T* ms = a.minv ? static_cast<const T*>(a.minv) + s * n : nullptr;
+  const T tol2 = static_cast<const T*>(a.tol)[s] * static_cast<const T*>(a.tol)[s];
+  T* r = w;
+  T* p = r + n;
+  T* q = p + n;
+  T* z = ms ? q + n : r;
+#pragma omp parallel num_threads(nt)
+  {
+    const int t = thread_id();
+    const std::int64_t lo = n * t / nt, hi = n * (t + 1) / nt;
+    auto total = [&](int slot) {
+      T acc = T(0);
+      for (int u = 0; u < nt; ++u) acc += part[slot * nt + u];
+      return acc;
+    };
+    op.rows(xs, q, lo, hi);
+    T prr = T(0), prz = T(0);
+    for (std::int64_t j = lo; j < hi; ++j) {
+      const T rj = bs[j] - q[j];
+      r[j] = rj;
+      const T zj = ms ? rj * ms[j] : rj;
+      if (ms) z[j] = zj;
+      p[j] = zj;
+      prr += rj * rj;
+      prz += rj * zj;
+    }
+    part[t] = prr;
+    part[nt + t] = prz;
+#pragma omp barrier
+    T rr = total(0);
+    T rz = ms ? total(1) : rr;
+    int st = kCgRunning;
+    std::int64_t it = 0;
+    if (rr <= tol2) {
+      st = kCgConverged;
+    } else if (!(rz > T(0)) || !std::isfinite(rz)) {
+      st = kCgBreakdown;
+    }
+    while (st == kCgRunning && it < maxiter) {
+#pragma omp barrier
+      op.rows(p, q, lo, hi);
+      T ppq = T(0);
+#pragma omp simd reduction(+ : ppq)
+      for (std::int64_t j = lo; j < hi; ++j) ppq += p[j] * q[j];
+      part[2 * nt + t] = ppq;
+#pragma omp barrier
+      const T pq = total(2);
+      if (!(pq > T(0)) || !std::isfinite(pq)) {
+        st = kCgBreakdown;
+        break;
+      }
+      const T alpha = rz / pq;
+      prr = T(0);
+#pragma omp simd reduction(+ : prr)
+      for (std::int64_t j = lo; j < hi; ++j) {
+        xs[j] += alpha * p[j];
+        const T rj = r[j] - alpha * q[j];
+        r[j] = rj;
+        prr += rj * rj;
+      }
+      part[t] = prr;
+#pragma omp barrier
+      rr = total(0);
+      ++it;
+      if (rr <= tol2) {
+        st = kCgConverged;
+        break;
+      }
+      if (!std::isfinite(rr)) {
+        st = kCgBreakdown;
+        break;
+      }
+      T rz_new = rr;
+      if (ms) {
+        prz = T(0);
+        for (std::int64_t j = lo; j < hi; ++j) {
+          z[j] = r[j] * ms[j];
+          prz += r[j] * z[j];
+        }
+        part[nt + t] = prz;
+#pragma omp barrier
+        rz_new = total(1);
+      }
+      if (!(rz_new > T(0))) {
+        st = kCgBreakdown;
+        break;
+      }
+      const T beta = rz_new / rz;
+      rz = rz_new;
+#pragma omp simd
+      for (std::int64_t j = lo; j < hi; ++j) p[j] = z[j] + beta * p[j];
+    }
+    if (t == 0) {
+      a.iters[s] = static_cast<std::int32_t>(it);
+      static_cast<T*>(a.res)[s] = std::sqrt(rr > T(0) ? rr : T(0));
+      a.status[s] = st;
+    }
+  }
+}
+
 // system s of a cg_dense (its own matrix) or a cg_csr (the shared CSR matrix) call
 template <typename T, bool Csr>
 SL_ALWAYS_INLINE inline void system(const CgDenseArgs& a, std::int64_t s, T* w) {
@@ -420,6 +532,11 @@ Status systems_run(const CgDenseArgs& a) {
                             std::to_string(n) + " x " + std::to_string(nt) + " elements");
   }
   const SystemFn<T> one = pick_system<T, Csr>();
+  if (Csr && S < nt && n >= kCgCsrParallelMinN) {  // few large systems: each on all threads
+    std::vector<T> part(static_cast<std::size_t>(3 * nt));
+    for (std::int64_t s = 0; s < S; ++s) csr_system_parallel<T>(a, s, scratch.data(), part.data(), nt);
+    return Status::ok();
+  }
 #pragma omp parallel num_threads(nt) if (S > 1)
   {
     T* w = scratch.data() + static_cast<std::size_t>(thread_id()) * static_cast<std::size_t>(4 * n + 8);

@@ -40,6 +40,9 @@ constexpr std::int64_t kCgUpdateWarpMaxN = 4096;
 constexpr std::int64_t kCgUpdateChunk = 4096;
 // CUDA cg_dense: one block per system with its five work vectors in shared memory
 constexpr std::int64_t kCgDenseCudaMaxN = 1024;
+// CPU cg_csr: fewer systems than threads with at least this many unknowns run each system's
+// loop on all threads (rows split evenly, barriers between the steps)
+constexpr std::int64_t kCgCsrParallelMinN = 8192;
 
 std::size_t cg_update_workspace_bytes(int dtype, std::int64_t S, std::int64_t n, bool cuda);
 
