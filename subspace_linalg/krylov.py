@@ -255,7 +255,7 @@ def _native_dense(op: DenseOperator, B, X, minv, tol, maxiter, sys_batch, n, col
 def _native_csr(op, B, X, minv, tol, maxiter, sys_batch, n):
     S = B.numel() // n
     Xs, iters, res, status = _ops().cg_csr.default(
-        op._crow, op._col, op._val, B.reshape(S, n), X.reshape(S, n),
+        op._crow, op._col, op._val.detach(), B.reshape(S, n), X.reshape(S, n),
         minv.reshape(S, n) if minv is not None else None, tol.reshape(S).contiguous(), int(maxiter))
     return (Xs.reshape(sys_batch + (n,)), iters.reshape(sys_batch), res.reshape(sys_batch),
             status.reshape(sys_batch))

@@ -186,9 +186,9 @@ def _native_operator(op):
     from .operators import CSROperator
 
     if isinstance(op, DenseOperator) and op.A.dim() == 2:
-        return (op.A.contiguous(), None, None, None)
+        return (op.A.detach().contiguous(), None, None, None)
     if isinstance(op, CSROperator):
-        return (None, op._crow, op._col, op._val)
+        return (None, op._crow, op._col, op._val.detach())
     return None
 
 
