@@ -296,101 +296,148 @@ struct CsrOp {
   SL_ALWAYS_INLINE void operator()(const T* __restrict v, T* __restrict out) const { rows(v, out, 0, n); }
 };
 
+// The vector steps of one system's CG loop on the entries [lo, hi) (the whole system in
+// cg_system, one thread's share in csr_system_parallel), each returning its partial sums.
+template <typename T>
+struct CgVectors {
+  const T* b;
+  T* x;
+  const T* m;  // inverse Jacobi diagonal, or null (then z aliases r)
+  T* r;
+  T* p;
+  T* q;  // A p (A x at the start)
+  T* z;
+};
+
+template <typename T>
+SL_ALWAYS_INLINE inline T cg_dot(const T* __restrict a, const T* __restrict b, std::int64_t lo, std::int64_t hi) {
+  T acc = T(0);
+#pragma omp simd reduction(+ : acc)
+  for (std::int64_t j = lo; j < hi; ++j) acc += a[j] * b[j];
+  return acc;
+}
+
+// r = b - q, z = M r, p = z; adds r.r to *rr and r.z to *rz
+template <typename T>
+SL_ALWAYS_INLINE inline void cg_start(const CgVectors<T>& v, std::int64_t lo, std::int64_t hi, T* rr, T* rz) {
+  for (std::int64_t j = lo; j < hi; ++j) v.r[j] = v.b[j] - v.q[j];
+  if (v.m)
+    for (std::int64_t j = lo; j < hi; ++j) v.z[j] = v.r[j] * v.m[j];
+  for (std::int64_t j = lo; j < hi; ++j) v.p[j] = v.z[j];
+  const T prr = cg_dot(v.r, v.r, lo, hi);
+  *rr += prr;
+  *rz += v.m ? cg_dot(v.r, v.z, lo, hi) : prr;
+}
+
+// x += alpha p, r -= alpha q; returns r.r
+template <typename T>
+SL_ALWAYS_INLINE inline T cg_advance(const CgVectors<T>& v, T alpha, std::int64_t lo, std::int64_t hi) {
+  T* __restrict x = v.x;
+  T* __restrict r = v.r;
+  const T* __restrict p = v.p;
+  const T* __restrict q = v.q;
+  T acc = T(0);
+#pragma omp simd reduction(+ : acc)
+  for (std::int64_t j = lo; j < hi; ++j) {
+    x[j] += alpha * p[j];
+    const T rj = r[j] - alpha * q[j];
+    r[j] = rj;
+    acc += rj * rj;
+  }
+  return acc;
+}
+
+// z = M r; returns r.z
+template <typename T>
+SL_ALWAYS_INLINE inline T cg_precondition(const CgVectors<T>& v, std::int64_t lo, std::int64_t hi) {
+  for (std::int64_t j = lo; j < hi; ++j) v.z[j] = v.r[j] * v.m[j];
+  return cg_dot(v.r, v.z, lo, hi);
+}
+
+// p = z + beta p
+template <typename T>
+SL_ALWAYS_INLINE inline void cg_turn(const CgVectors<T>& v, T beta, std::int64_t lo, std::int64_t hi) {
+  T* __restrict p = v.p;
+  const T* __restrict z = v.z;
+#pragma omp simd
+  for (std::int64_t j = lo; j < hi; ++j) p[j] = z[j] + beta * p[j];
+}
+
+// system s's vectors in the 4n scratch w
+template <typename T>
+SL_ALWAYS_INLINE inline CgVectors<T> cg_vectors(const CgDenseArgs& a, std::int64_t s, T* w) {
+  const std::int64_t n = a.n;
+  const T* m = a.minv ? static_cast<const T*>(a.minv) + s * n : nullptr;
+  return {static_cast<const T*>(a.b) + s * n, static_cast<T*>(a.x) + s * n, m, w, w + n, w + 2 * n,
+          m ? w + 3 * n : w};
+}
+
+// the statuses after each scalar of an iteration: the start (rr, rz), p.Ap, r.r, r.z
+template <typename T>
+SL_ALWAYS_INLINE inline int cg_start_status(T rr, T rz, T tol2) {
+  if (rr <= tol2) return kCgConverged;
+  return (!(rz > T(0)) || !std::isfinite(rz)) ? kCgBreakdown : kCgRunning;
+}
+template <typename T>
+SL_ALWAYS_INLINE inline bool cg_bad_curvature(T pq) { return !(pq > T(0)) || !std::isfinite(pq); }
+template <typename T>
+SL_ALWAYS_INLINE inline int cg_residual_status(T rr, T tol2) {
+  if (rr <= tol2) return kCgConverged;
+  return std::isfinite(rr) ? kCgRunning : kCgBreakdown;
+}
+
+template <typename T>
+SL_ALWAYS_INLINE inline void cg_finish(const CgDenseArgs& a, std::int64_t s, std::int64_t it, T rr, int st) {
+  a.iters[s] = static_cast<std::int32_t>(it);
+  static_cast<T*>(a.res)[s] = std::sqrt(rr > T(0) ? rr : T(0));
+  a.status[s] = st;
+}
+
 // One system's whole CG loop with the operator `op` (forced inline into the per-ISA clones
 // below). w: 4n scratch.
 template <typename T, typename Op>
 SL_ALWAYS_INLINE inline void cg_system(const CgDenseArgs& a, std::int64_t s, T* w, const Op& op) {
   const std::int64_t n = a.n, maxiter = a.maxiter;
-  const T* B = static_cast<const T*>(a.b);
-  T* X = static_cast<T*>(a.x);
-  const T* Minv = static_cast<const T*>(a.minv);
-  const T* Tol = static_cast<const T*>(a.tol);
-  T* Res = static_cast<T*>(a.res);
-  T* r = w;
-  T* p = r + n;
-  T* q = p + n;
-  T* zb = q + n;
-  const T* bs = B + s * n;
-  T* xs = X + s * n;
-  const T* ms = Minv ? Minv + s * n : nullptr;
-  T* z = ms ? zb : r;
-  const T tol2 = Tol[s] * Tol[s];
-  op(xs, q);
-  for (std::int64_t j = 0; j < n; ++j) r[j] = bs[j] - q[j];
-  if (ms)
-    for (std::int64_t j = 0; j < n; ++j) z[j] = r[j] * ms[j];
-  for (std::int64_t j = 0; j < n; ++j) p[j] = z[j];
-  T rr = dot(r, r, n);
-  T rz = ms ? dot(r, z, n) : rr;
-  int st = kCgRunning;
+  const CgVectors<T> v = cg_vectors(a, s, w);
+  const T tol2 = static_cast<const T*>(a.tol)[s] * static_cast<const T*>(a.tol)[s];
+  op(v.x, v.q);
+  T rr = T(0), rz = T(0);
+  cg_start(v, 0, n, &rr, &rz);
+  int st = cg_start_status(rr, rz, tol2);
   std::int64_t it = 0;
-  if (rr <= tol2) {
-    st = kCgConverged;
-  } else if (!(rz > T(0)) || !std::isfinite(rz)) {
-    st = kCgBreakdown;
-  }
   while (st == kCgRunning && it < maxiter) {
-    op(p, q);
-    const T pq = dot(p, q, n);
-    if (!(pq > T(0)) || !std::isfinite(pq)) {
+    op(v.p, v.q);
+    const T pq = cg_dot(v.p, v.q, 0, n);
+    if (cg_bad_curvature(pq)) {
       st = kCgBreakdown;
       break;
     }
-    const T alpha = rz / pq;
-    T acc = T(0);
-#pragma omp simd reduction(+ : acc)
-    for (std::int64_t j = 0; j < n; ++j) {
-      xs[j] += alpha * p[j];
-      const T rj = r[j] - alpha * q[j];
-      r[j] = rj;
-      acc += rj * rj;
-    }
-    rr = acc;
+    rr = cg_advance(v, rz / pq, 0, n);
     ++it;
-    if (rr <= tol2) {
-      st = kCgConverged;
-      break;
-    }
-    if (!std::isfinite(rr)) {
-      st = kCgBreakdown;
-      break;
-    }
-    T rz_new = rr;
-    if (ms) {
-      for (std::int64_t j = 0; j < n; ++j) z[j] = r[j] * ms[j];
-      rz_new = dot(r, z, n);
-    }
+    st = cg_residual_status(rr, tol2);
+    if (st != kCgRunning) break;
+    const T rz_new = v.m ? cg_precondition(v, 0, n) : rr;
     if (!(rz_new > T(0))) {
       st = kCgBreakdown;
       break;
     }
-    const T beta = rz_new / rz;
+    cg_turn(v, rz_new / rz, 0, n);
     rz = rz_new;
-#pragma omp simd
-    for (std::int64_t j = 0; j < n; ++j) p[j] = z[j] + beta * p[j];
   }
-  a.iters[s] = static_cast<std::int32_t>(it);
-  Res[s] = std::sqrt(rr > T(0) ? rr : T(0));
-  a.status[s] = st;
+  cg_finish(a, s, it, rr, st);
 }
 
 // One CSR system's whole CG loop on nt threads (cg_csr with fewer systems than threads and
 // n >= kCgCsrParallelMinN): the rows split evenly; every reduction as per-thread partial
 // sums (part, 3 nt entries) that every thread adds in thread order, so all threads hold the
-// same scalars and take the same branches (three or four barriers an iteration). The same
-// arithmetic as cg_system but for the order of the sums.
+// same scalars and take the same branches (three or four barriers an iteration). The steps
+// of cg_system on each thread's rows.
 template <typename T>
 void csr_system_parallel(const CgDenseArgs& a, std::int64_t s, T* w, T* part, int nt) {
   const std::int64_t n = a.n, maxiter = a.maxiter;
   const CsrOp<T> op{a.crow, a.col, static_cast<const T*>(a.val), n};
-  const T* bs = static_cast<const T*>(a.b) + s * n;
-  T* xs = static_cast<T*>(a.x) + s * n;
-  const T* ms = a.minv ? static_cast<const T*>(a.minv) + s * n : nullptr;
+  const CgVectors<T> v = cg_vectors(a, s, w);
   const T tol2 = static_cast<const T*>(a.tol)[s] * static_cast<const T*>(a.tol)[s];
-  T* r = w;
-  T* p = r + n;
-  T* q = p + n;
-  T* z = ms ? q + n : r;
 #pragma omp parallel num_threads(nt)
   {
     const int t = thread_id();
@@ -400,71 +447,34 @@ void csr_system_parallel(const CgDenseArgs& a, std::int64_t s, T* w, T* part, in
       for (int u = 0; u < nt; ++u) acc += part[slot * nt + u];
       return acc;
     };
-    op.rows(xs, q, lo, hi);
-    T prr = T(0), prz = T(0);
-    for (std::int64_t j = lo; j < hi; ++j) {
-      const T rj = bs[j] - q[j];
-      r[j] = rj;
-      const T zj = ms ? rj * ms[j] : rj;
-      if (ms) z[j] = zj;
-      p[j] = zj;
-      prr += rj * rj;
-      prz += rj * zj;
-    }
-    part[t] = prr;
-    part[nt + t] = prz;
+    op.rows(v.x, v.q, lo, hi);
+    part[t] = T(0);
+    part[nt + t] = T(0);
+    cg_start(v, lo, hi, &part[t], &part[nt + t]);
 #pragma omp barrier
     T rr = total(0);
-    T rz = ms ? total(1) : rr;
-    int st = kCgRunning;
+    T rz = v.m ? total(1) : rr;
+    int st = cg_start_status(rr, rz, tol2);
     std::int64_t it = 0;
-    if (rr <= tol2) {
-      st = kCgConverged;
-    } else if (!(rz > T(0)) || !std::isfinite(rz)) {
-      st = kCgBreakdown;
-    }
     while (st == kCgRunning && it < maxiter) {
 #pragma omp barrier
-      op.rows(p, q, lo, hi);
-      T ppq = T(0);
-#pragma omp simd reduction(+ : ppq)
-      for (std::int64_t j = lo; j < hi; ++j) ppq += p[j] * q[j];
-      part[2 * nt + t] = ppq;
+      op.rows(v.p, v.q, lo, hi);
+      part[2 * nt + t] = cg_dot(v.p, v.q, lo, hi);
 #pragma omp barrier
       const T pq = total(2);
-      if (!(pq > T(0)) || !std::isfinite(pq)) {
+      if (cg_bad_curvature(pq)) {
         st = kCgBreakdown;
         break;
       }
-      const T alpha = rz / pq;
-      prr = T(0);
-#pragma omp simd reduction(+ : prr)
-      for (std::int64_t j = lo; j < hi; ++j) {
-        xs[j] += alpha * p[j];
-        const T rj = r[j] - alpha * q[j];
-        r[j] = rj;
-        prr += rj * rj;
-      }
-      part[t] = prr;
+      part[t] = cg_advance(v, rz / pq, lo, hi);
 #pragma omp barrier
       rr = total(0);
       ++it;
-      if (rr <= tol2) {
-        st = kCgConverged;
-        break;
-      }
-      if (!std::isfinite(rr)) {
-        st = kCgBreakdown;
-        break;
-      }
+      st = cg_residual_status(rr, tol2);
+      if (st != kCgRunning) break;
       T rz_new = rr;
-      if (ms) {
-        prz = T(0);
-        for (std::int64_t j = lo; j < hi; ++j) {
-          z[j] = r[j] * ms[j];
-          prz += r[j] * z[j];
-        }
-        part[nt + t] = prz;
+      if (v.m) {
+        part[nt + t] = cg_precondition(v, lo, hi);
 #pragma omp barrier
         rz_new = total(1);
       }
@@ -472,16 +482,10 @@ void csr_system_parallel(const CgDenseArgs& a, std::int64_t s, T* w, T* part, in
         st = kCgBreakdown;
         break;
       }
-      const T beta = rz_new / rz;
+      cg_turn(v, rz_new / rz, lo, hi);
       rz = rz_new;
-#pragma omp simd
-      for (std::int64_t j = lo; j < hi; ++j) p[j] = z[j] + beta * p[j];
     }
-    if (t == 0) {
-      a.iters[s] = static_cast<std::int32_t>(it);
-      static_cast<T*>(a.res)[s] = std::sqrt(rr > T(0) ? rr : T(0));
-      a.status[s] = st;
-    }
+    if (t == 0) cg_finish(a, s, it, rr, st);
   }
 }
 
