@@ -61,8 +61,9 @@ _PAD_MIN_NUMEL = 1 << 21   # ... when M has at least this many entries (see _pad
 
 def _pad_better(M, X) -> bool:
     """Whether the plain product M @ X of one large float32 matrix is faster with X padded
-    by zero columns to a multiple of 16 (:func:`_padded_mm`). MKL's float32 GEMM runs its
-    full-width kernels only: measured on an AMD EPYC (2 threads, min of 2 medians of 7),
+    by zero columns to a multiple of 16 (:func:`_padded_mm`): MKL's float32 GEMM is fastest
+    at widths that fill its 16-column kernels. Measured on an AMD EPYC (2 threads, min of 2
+    medians of 7),
     padded against plain, 2048 x 5461 at l = 26..266: 1.03-1.32x (A) and 1.04-1.51x (A^T;
     l = 266 -> 272: 36 against 54 ms), 4096^2: 1.10-1.31x but for one 0.95x, 1024 x 2816
     (A): 1.03-1.20x; 512^2 and 384 x 1024: 0.97-1.05x (hence the size floor). Not for the
