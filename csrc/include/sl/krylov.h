@@ -41,7 +41,8 @@ constexpr std::int64_t kCgUpdateChunk = 4096;
 // CUDA cg_dense: one block per system with its five work vectors in shared memory
 constexpr std::int64_t kCgDenseCudaMaxN = 1024;
 // CPU cg_csr: fewer systems than threads with at least this many unknowns run each system's
-// loop on all threads (rows split evenly, barriers between the steps)
+// loop on all threads (rows split evenly, barriers between the steps; its sums then depend on
+// the thread count, to rounding: the same numbers run to run at one thread count)
 constexpr std::int64_t kCgCsrParallelMinN = 8192;
 
 std::size_t cg_update_workspace_bytes(int dtype, std::int64_t S, std::int64_t n, bool cuda);
