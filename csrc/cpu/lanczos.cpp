@@ -20,6 +20,12 @@
 #include "sl/philox.h"
 #include "sl/spmv.h"
 
+// the 32-byte vector values below live in always-inline helpers only: no call passes them
+// across an ABI boundary (GCC notes the AVX-less ABI of such returns on the baseline build)
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
 namespace sl {
 namespace {
 
