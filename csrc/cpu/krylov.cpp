@@ -441,10 +441,11 @@ void csr_system_parallel(const CgDenseArgs& a, std::int64_t s, T* w, T* part, in
 #pragma omp parallel num_threads(nt)
   {
     const int t = thread_id();
-    const std::int64_t lo = n * t / nt, hi = n * (t + 1) / nt;
+    const int nth = team_size();  // <= nt: the rows and the partial sums by the team it got
+    const std::int64_t lo = n * t / nth, hi = n * (t + 1) / nth;
     auto total = [&](int slot) {
       T acc = T(0);
-      for (int u = 0; u < nt; ++u) acc += part[slot * nt + u];
+      for (int u = 0; u < nth; ++u) acc += part[slot * nt + u];
       return acc;
     };
     op.rows(v.x, v.q, lo, hi);

@@ -14,6 +14,16 @@ inline int max_threads() {
 #endif
 }
 
+// threads in the current team (1 outside a parallel region): a region may get fewer than it
+// asked for (OMP_DYNAMIC, nesting), so work split by thread uses this
+inline int team_size() {
+#ifdef SL_WITH_OPENMP
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
+
 inline int thread_id() {
 #ifdef SL_WITH_OPENMP
   return omp_get_thread_num();
