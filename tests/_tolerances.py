@@ -13,6 +13,7 @@ import torch
 C_OP = {
     "transform": 4.0,      # fwht, dct, sketches applied exactly (orthogonal/structured maps)
     "fft": 10.0,           # transforms through a complex FFT (DCT-II by Makhoul), forward and adjoint
+    "gemm": 4.0,           # one product, against |M| |X| (the classical bound's scale)
     "gather": 0.0,         # gather/scatter: bitwise
     "orth": 10.0,          # ||Q^T Q - I||_F, backward error of orthonormalization
     "small_dense": 50.0,   # batched Cholesky / triangular solve / Jacobi eig-SVD (relative residuals)

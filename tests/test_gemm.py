@@ -1,0 +1,169 @@
+"""The float32 CPU product route through oneDNN (subspace_linalg._gemm): results against
+float64, every layout the callers use, batches, and every case that must fall back to
+torch.matmul."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from subspace_linalg import _gemm
+from subspace_linalg._rsvd_core import _mm
+from subspace_linalg.orth import tall_times_small
+
+from _tolerances import rtol
+
+needs_dnn = pytest.mark.skipif(not _gemm.enabled(), reason="torch built without oneDNN")
+
+
+def _layout(T, col):
+    """T with the same values, stored column-major when ``col``."""
+    return T.mT.contiguous().mT if col else T.contiguous()
+
+
+def _check(P, M, X):
+    ref = M.double() @ X.double()
+    scale = (M.double().abs() @ X.double().abs()).norm()
+    assert P.dtype == torch.float32 and P.shape == ref.shape
+    err = float((P.double() - ref).norm() / scale)
+    assert err <= rtol("gemm", torch.float32, M.shape[-1]), err
+
+
+@needs_dnn
+@pytest.mark.parametrize("m_col", [False, True])
+@pytest.mark.parametrize("x_col", [False, True])
+@pytest.mark.parametrize("shape", [(700, 300, 37), (300, 2048, 16), (4096, 64, 64)])
+def test_routed_product_matches_float64(gen, m_col, x_col, shape):
+    r, c, l = shape
+    g = gen(r + c + l)
+    M = _layout(torch.randn(r, c, generator=g), m_col)
+    X = _layout(torch.randn(c, l, generator=g), x_col)
+    assert _gemm.routed(M, X)
+    _check(_gemm.mm(M, X), M, X)
+
+
+@needs_dnn
+@pytest.mark.parametrize("m_col", [False, True])
+@pytest.mark.parametrize("batch", [(1,), (3,), (2, 2)])
+def test_routed_batched_product(gen, m_col, batch):
+    g = gen(len(batch))
+    M = torch.randn(batch + (400, 300), generator=g)
+    M = M.mT.contiguous().mT if m_col else M
+    X = torch.randn(batch + (300, 40), generator=g)
+    assert _gemm.routed(M, X)
+    P = _gemm.mm(M, X)
+    assert P.shape == batch + (400, 40)
+    _check(P, M, X)
+
+
+@needs_dnn
+def test_transposed_view_of_row_major_matrix(gen):
+    """The left pass of rsvd: A^T X for a row-major A, as rsvd's _mm makes it."""
+    g = gen()
+    A = torch.randn(1500, 900, generator=g)
+    Y = torch.randn(1500, 50, generator=g)
+    assert _gemm.routed(A.mT, Y)
+    _check(_mm(A.mT, Y), A.mT, Y)
+
+
+@needs_dnn
+def test_tall_times_small_routed(gen):
+    g = gen()
+    Y = torch.randn(5000, 96, generator=g)
+    S = torch.randn(96, 96, generator=g)
+    assert _gemm.routed(Y, S)
+    _check(tall_times_small(Y, S), Y, S)
+
+
+@needs_dnn
+def test_non_finite_values_propagate(gen):
+    g = gen()
+    M = torch.randn(800, 600, generator=g)
+    X = torch.randn(600, 20, generator=g)
+    M[17, 5] = float("nan")
+    X[3, 2] = float("inf")
+    P = _gemm.mm(M, X)
+    ref = M.double() @ X.double()
+    assert torch.equal(torch.isnan(P), torch.isnan(ref))
+    assert torch.equal(torch.isinf(P), torch.isinf(ref))
+
+
+@pytest.mark.parametrize("case", ["float64", "small", "grad", "broadcast", "empty", "strided", "batch_small"])
+def test_falls_back_to_matmul(case):
+    M, X = torch.randn(800, 600), torch.randn(600, 20)
+    if case == "float64":
+        M, X = M.double(), X.double()
+    elif case == "small":
+        M, X = M[:64, :64], X[:64]
+    elif case == "grad":
+        M.requires_grad_(True)
+    elif case == "broadcast":
+        M = M.expand(2, 800, 600)
+    elif case == "empty":
+        X = X[:, :0]
+    elif case == "strided":
+        M = torch.randn(800, 1200)[:, ::2]
+    elif case == "batch_small":
+        M, X = torch.randn(8, 128, 128), torch.randn(8, 128, 18)
+    assert not _gemm.routed(M, X)
+    P = _gemm.mm(M, X)
+    assert torch.equal(P, M @ X)
+
+
+def test_grad_flows_through_the_fallback():
+    M = torch.randn(800, 600, requires_grad=True)
+    X = torch.randn(600, 20)
+    _gemm.mm(M, X).sum().backward()
+    assert torch.allclose(M.grad, X.sum(1).expand(800, 600), rtol=1e-5, atol=1e-5)
+
+
+def test_compiled_caller_traces_the_fallback():
+    """Inside torch.compile the route is off (inductor cannot lower the op), fullgraph."""
+    f = torch.compile(lambda a, x: _gemm.mm(a, x), fullgraph=True, backend="eager")
+    M, X = torch.randn(800, 600), torch.randn(600, 20)
+    _check(f(M, X), M, X)
+
+
+def test_set_enabled_off_and_on():
+    prev = _gemm.set_enabled(False)
+    try:
+        M, X = torch.randn(800, 600), torch.randn(600, 20)
+        assert not _gemm.routed(M, X)
+        assert torch.equal(_gemm.mm(M, X), M @ X)
+    finally:
+        _gemm.set_enabled(prev)
+    assert _gemm.enabled() == prev
+
+
+def test_environment_switch_turns_the_route_off():
+    code = "from subspace_linalg import _gemm; print(_gemm.enabled())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "SUBSPACE_LINALG_ONEDNN": "0"})
+    assert out.stdout.strip() == "False"
+
+
+@needs_dnn
+def test_rsvd_same_accuracy_with_and_without_the_route(gen):
+    """rsvd through oneDNN and through torch.matmul: both near the optimal error."""
+    import subspace_linalg as sl
+
+    g = gen()
+    U = torch.linalg.qr(torch.randn(1200, 300, generator=g, dtype=torch.float64)).Q
+    V = torch.linalg.qr(torch.randn(900, 300, generator=g, dtype=torch.float64)).Q
+    s = torch.arange(1, 301, dtype=torch.float64) ** -1.0
+    A64 = (U * s) @ V.mT
+    A = A64.float()
+    k = 40
+    opt = float(s[k:].norm())
+    errs = []
+    for on in (True, False):
+        prev = _gemm.set_enabled(on)
+        try:
+            r = sl.rsvd(A, k, generator=torch.Generator().manual_seed(3))
+        finally:
+            _gemm.set_enabled(prev)
+        errs.append(float((A64 - (r.U.double() * r.S.double()) @ r.Vh.double()).norm()) / opt)
+    assert max(errs) <= 1.05, errs
+    assert abs(errs[0] - errs[1]) <= 1e-3, errs
