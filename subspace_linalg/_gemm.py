@@ -64,8 +64,12 @@ def _lin(inp: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return torch.ops.mkldnn._linear_pointwise.default(inp, w, None, "none", [], "")
 
 
-def _unit_stride(T: torch.Tensor) -> bool:
-    return T.stride(-1) == 1 or T.stride(-2) == 1
+def _dense(T: torch.Tensor) -> bool:
+    """Whether the last two dims of T are a dense row-major or column-major block. oneDNN
+    reads a weight of any other layout (a column slice, leading dimension above the
+    width) with its reference kernel: 289 ms against 0.34 for a 2000 x 128 block."""
+    T2 = T[(0,) * (T.dim() - 2)] if T.dim() > 2 else T
+    return T2.is_contiguous() or T2.mT.is_contiguous()
 
 
 def routed(M: torch.Tensor, X: torch.Tensor) -> bool:
@@ -82,7 +86,7 @@ def routed(M: torch.Tensor, X: torch.Tensor) -> bool:
             return False
     elif work < _MIN_BATCH_WORK or nb > _MAX_BATCH:
         return False
-    if min(r, c, l) == 0 or not _unit_stride(M):
+    if min(r, c, l) == 0 or not _dense(M):
         return False
     if torch.is_grad_enabled() and (M.requires_grad or X.requires_grad):
         return False
@@ -91,10 +95,15 @@ def routed(M: torch.Tensor, X: torch.Tensor) -> bool:
     return enabled()
 
 
-def _one(M: torch.Tensor, X: torch.Tensor, row_major: bool) -> torch.Tensor:
-    """One 2-D product: (r, l) row-major when ``row_major`` (M's rows are contiguous: M is
-    oneDNN's input), else its transpose (l, r) (M is the weight, read in either layout)."""
-    return _lin(M, X.mT) if row_major else _lin(X.mT, M)
+def _one(M: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+    """One 2-D product as its transpose (l, r), row-major: (M X)^T = X^T M^T, with X^T as
+    oneDNN's input and M as its weight (read in either layout, never copied). X^T is read
+    in place when X is column-major (every result of this module is), else copied (a
+    narrow block)."""
+    try:
+        return _lin(X.mT.contiguous(), M)
+    except RuntimeError:  # a layout or size oneDNN has no primitive for
+        return (M @ X).mT
 
 
 def mm(M: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
@@ -103,20 +112,19 @@ def mm(M: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
 
 
 def dnn(M: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
-    """M @ X through oneDNN, for operands :func:`routed` accepts. The result is row-major,
-    or a transposed view of a row-major block when M is column-major (A^T of a row-major
-    A): the next GEMM reads either without a copy."""
-    row_major = M.stride(-1) == 1 and M.shape[-2] > 1
+    """M @ X through oneDNN, for operands :func:`routed` accepts. The result is column-major
+    (the transposed view of a row-major block), the layout the next product reads in
+    place: oneDNN copies an input that is not row-major, and the transposed view of a
+    column-major block is (2048 x 74: 0.4 ms a copy; Gram X^T X of a column-major 5461 x
+    256 block 1.68 against 3.94 ms with MKL)."""
     r, l = M.shape[-2], X.shape[-1]
     batch = M.shape[:-2]
     if M.dim() == 2 or M.numel() == r * M.shape[-1]:
-        P = _one(M.reshape(M.shape[-2:]), X.reshape(X.shape[-2:]), row_major)
-        P = P if row_major else P.mT
+        P = _one(M.reshape(M.shape[-2:]), X.reshape(X.shape[-2:])).mT
         return P.reshape(batch + (r, l)) if batch else P
     Mb = M.reshape((-1,) + M.shape[-2:])
     Xb = X.reshape((-1,) + X.shape[-2:])
-    out = M.new_empty((Mb.shape[0], r, l) if row_major else (Mb.shape[0], l, r))
+    out = M.new_empty((Mb.shape[0], l, r))
     for i in range(Mb.shape[0]):
-        out[i] = _one(Mb[i], Xb[i], row_major)
-    out = out if row_major else out.mT
-    return out.reshape(batch + (r, l))
+        out[i] = _one(Mb[i], Xb[i])
+    return out.mT.reshape(batch + (r, l))
