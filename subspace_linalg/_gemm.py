@@ -107,7 +107,12 @@ def _one(M: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
 
 
 def mm(M: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
-    """M @ X, through oneDNN where :func:`routed` says so (:func:`dnn`), else torch.matmul."""
+    """M @ X, through oneDNN where :func:`routed` says so (:func:`dnn`), else torch.matmul.
+    A contiguous M (..., r, c) against a 2-D X (c, l) is one product of its rows."""
+    if M.dim() > 2 and X.dim() == 2 and M.is_contiguous():
+        M2 = M.reshape(-1, M.shape[-1])
+        if routed(M2, X):
+            return dnn(M2, X).reshape(M.shape[:-1] + (X.shape[-1],))
     return dnn(M, X) if routed(M, X) else M @ X
 
 

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from . import _validate
+from . import _gemm, _validate
 from ._dtypes import ALL_FLOATING, FLOATING, compute_dtype
 
 # Up to this length the dense product with a cached basis beats the FFT. Measured on an AMD
@@ -59,7 +59,7 @@ def _dct_last(x: torch.Tensor) -> torch.Tensor:
     even samples, then odd ones reversed, one complex FFT, a twiddle)."""
     n = x.shape[-1]
     if n <= _MATMUL_MAX and not torch.compiler.is_compiling():
-        return x @ _cached_basis(n, x.dtype, x.device)
+        return _gemm.mm(x, _cached_basis(n, x.dtype, x.device))
     if n <= _MATMUL_MAX:
         return x @ dct_matrix(n, dtype=x.dtype, device=x.device)
     rows = max(128, _FFT_CHUNK // n)
@@ -132,7 +132,7 @@ def select_columns_by_alignment(G: torch.Tensor, Q: torch.Tensor | None, r: int,
     parts = []
     for r0 in range(0, m, blk):
         Gb = G[..., r0:r0 + blk, :].to(cdt)
-        S = dct(Gb) if Qc is None else Gb @ Qc
+        S = dct(Gb) if Qc is None else _gemm.mm(Gb, Qc)
         parts.append(S.abs().sum(-2) if ordn == 1 else S.square().sum(-2))
     scores = parts[0] if len(parts) == 1 else torch.stack(parts).sum(0)
     if ordn == 2:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _validate
+from . import _gemm, _validate
 from ._dtypes import ALL_FLOATING, compute_dtype
 from ._lowrank_stages import orthonormalize
 
@@ -26,7 +26,7 @@ def polar(A: torch.Tensor, *, check_finite: bool = True) -> torch.Tensor:
         _validate.check_finite(fn, "A", A)
     A = A.to(compute_dtype(A.dtype))
     U, _, Vh = torch.linalg.svd(A, full_matrices=False)
-    return U @ Vh
+    return _gemm.mm(U, Vh)
 
 
 def principal_angles(Q1: torch.Tensor, Q2: torch.Tensor) -> torch.Tensor:
@@ -55,9 +55,9 @@ def principal_angles(Q1: torch.Tensor, Q2: torch.Tensor) -> torch.Tensor:
     Q2 = orthonormalize(Q2.to(cdt).expand(batch + Q2.shape[-2:]))
     if Q1.shape[-1] < Q2.shape[-1]:
         Q1, Q2 = Q2, Q1  # Q1 is the wider basis: the sines are those of Q2 outside range(Q1)
-    C = Q1.mT @ Q2
+    C = _gemm.mm(Q1.mT, Q2)
     cos = torch.linalg.svdvals(C).clamp(0.0, 1.0)            # descending -> angles ascending
-    sin = torch.linalg.svdvals(Q2 - Q1 @ C).clamp(0.0, 1.0)  # descending -> angles descending
+    sin = torch.linalg.svdvals(Q2 - _gemm.mm(Q1, C)).clamp(0.0, 1.0)  # descending -> angles descending
     sin = sin.flip(-1)
     return torch.where(cos * cos >= 0.5, torch.asin(sin), torch.acos(cos))
 

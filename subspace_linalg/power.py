@@ -7,7 +7,7 @@ import warnings
 
 import torch
 
-from . import _validate
+from . import _gemm, _validate
 from ._dtypes import FLOATING, eps
 from ._results import EighResult
 from .errors import NotConvergedWarning
@@ -39,7 +39,7 @@ def _kind(A) -> str:
 def _apply(A, X: torch.Tensor, kind: str) -> torch.Tensor:
     if kind == "operator" and hasattr(A, "matmul"):
         return A.matmul(X)
-    return A @ X
+    return _gemm.mm(A, X) if kind == "dense" else A @ X
 
 
 def subspace_iteration(A, k: int, *, iters: int | None = None, tol: float | None = None,
@@ -148,7 +148,7 @@ def subspace_iteration(A, k: int, *, iters: int | None = None, tol: float | None
         if it >= maxiter or not fixed:
             # the top-k Ritz pairs of span(Q) and their exact residuals (n p k flops each)
             Sk = S[..., :k]
-            Qk, Zk = Q @ Sk, Z @ Sk
+            Qk, Zk = _gemm.mm(Q, Sk), _gemm.mm(Z, Sk)
             lam_max = theta[..., :1].abs().clamp_min(torch.finfo(dtype).tiny)
             res = (Zk - Qk * theta[..., None, :k]).norm(dim=-2) / lam_max
             conv = res <= tol

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _validate
+from . import _gemm, _validate
 from . import _rsvd_core as core
 from ._dtypes import ALL_FLOATING, compute_dtype, eps
 from ._results import SVDResult
@@ -209,7 +209,7 @@ def _rsvd_adaptive(A, max_rank, tol, q, generator) -> SVDResult:
     # (the final factorization uses the robust orthonormalization: one call, outside any loop)
     Qp, Tp, Ur, S, Vrh = core.svd_tall(B.mT)  # B^T = (Qp Tp) Ur S Vrh  ->  A ~= (Q Vrh^T) S (Qp Tp Ur)^T
     k = core.choose_rank(S, E2, target2)
-    U = Q @ Vrh[..., :k, :].mT
+    U = _gemm.mm(Q, Vrh[..., :k, :].mT)
     Vh = core.qmul_t(Qp, Tp, Ur[..., :, :k])
     return core.fix_signs(SVDResult(U, S[..., :k], Vh))
 
@@ -244,8 +244,8 @@ def rsvd_error(A: torch.Tensor, U: torch.Tensor, S: torch.Tensor, Vh: torch.Tens
     tiny = torch.finfo(cdt).tiny
     x = x / torch.linalg.vector_norm(x, dim=(-2, -1), keepdim=True).clamp_min(tiny)
     for _ in range(iters):
-        y = A @ x - U @ (Sc * (Vh @ x))
-        x = A.mT @ y - Vh.mT @ (Sc * (U.mT @ y))
+        y = _gemm.mm(A, x) - U @ (Sc * (Vh @ x))
+        x = _gemm.mm(A.mT, y) - Vh.mT @ (Sc * (U.mT @ y))
         x = x / torch.linalg.vector_norm(x, dim=(-2, -1), keepdim=True).clamp_min(tiny)
-    y = A @ x - U @ (Sc * (Vh @ x))
+    y = _gemm.mm(A, x) - U @ (Sc * (Vh @ x))
     return torch.linalg.vector_norm(y, dim=(-2, -1))

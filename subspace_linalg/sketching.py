@@ -23,7 +23,7 @@ import math
 
 import torch
 
-from . import _validate
+from . import _gemm, _validate
 from ._dtypes import ALL_FLOATING, compute_dtype
 
 KINDS = ("gaussian", "rademacher", "sparse_sign", "srht")
@@ -142,7 +142,7 @@ class SketchOperator:
         if self.kind in ("gaussian", "rademacher"):
             cdt = compute_dtype(A.dtype)
             Om = self._dense(cdt, A.device)
-            Y = A.to(cdt) @ Om if side == "right" else Om.mT @ A.to(cdt)
+            Y = _gemm.mm(A.to(cdt), Om) if side == "right" else _gemm.mm(Om.mT, A.to(cdt))
             return Y.to(A.dtype)
         if self.kind == "sparse_sign":
             ptr, cols, vals = self._csr(compute_dtype(A.dtype), A.device)

@@ -11,6 +11,7 @@ import torch
 
 from subspace_linalg import _gemm
 from subspace_linalg._rsvd_core import _mm
+from subspace_linalg.operators import DenseOperator
 from subspace_linalg.orth import tall_times_small
 
 from _tolerances import rtol
@@ -167,3 +168,30 @@ def test_rsvd_same_accuracy_with_and_without_the_route(gen):
         errs.append(float((A64 - (r.U.double() * r.S.double()) @ r.Vh.double()).norm()) / opt)
     assert max(errs) <= 1.05, errs
     assert abs(errs[0] - errs[1]) <= 1e-3, errs
+
+
+@needs_dnn
+def test_rows_of_a_batch_against_one_matrix(gen):
+    """A contiguous (..., r, c) block times a 2-D (c, l): one product of all its rows."""
+    g = gen()
+    M = torch.randn(3, 400, 300, generator=g)
+    X = torch.randn(300, 40, generator=g)
+    assert _gemm.routed(M.reshape(-1, 300), X)
+    P = _gemm.mm(M, X)
+    assert P.shape == (3, 400, 40)
+    _check(P, M, X.expand(3, 300, 40))
+
+
+@needs_dnn
+def test_dense_operator_products_routed(gen):
+    import subspace_linalg as sl
+
+    g = gen()
+    A = torch.randn(900, 700, generator=g)
+    op = DenseOperator(A)
+    X = torch.randn(700, 8, generator=g)
+    Y = torch.randn(900, 8, generator=g)
+    assert _gemm.routed(A, X)
+    _check(op.matmul(X), A, X)
+    _check(op.matvec(X.mT.contiguous()).mT, A, X)
+    _check(op.rmatvec(Y.mT.contiguous()).mT, A.mT, Y)
