@@ -129,7 +129,5 @@ def dnn(M: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
         return P.reshape(batch + (r, l)) if batch else P
     Mb = M.reshape((-1,) + M.shape[-2:])
     Xb = X.reshape((-1,) + X.shape[-2:])
-    out = M.new_empty((Mb.shape[0], l, r))
-    for i in range(Mb.shape[0]):
-        out[i] = _one(Mb[i], Xb[i])
+    out = torch.stack([_one(Mb[i], Xb[i]) for i in range(Mb.shape[0])])
     return out.mT.reshape(batch + (r, l))

@@ -22,6 +22,12 @@ from .small_dense import svd_small as _svd_small
 
 
 _SMALL_MAX = 512  # svd_small's documented range (k <= 512); larger ones go to LAPACK / cuSOLVER
+# Batches of at least 16 small R (n <= 64) on the CPU: Jacobi on R^T. Measured on an AMD
+# EPYC (2 threads), upper triangular R with sigma_i = 1/i, LAPACK SVD against Jacobi on R^T
+# in ms: 16 x 18^2 0.42 / 0.36, 16 x 42^2 3.14 / 2.08, 16 x 74^2 8.0 / 7.0, 64 x 42^2
+# 12.1 / 5.7; at batch 8 LAPACK is faster (0.58-0.92x), and for one matrix 3-4x faster.
+_JACOBI_TRI_MAX_N = 64
+_JACOBI_TRI_MIN_BATCH = 16
 def orthonormalize(Y: torch.Tensor) -> torch.Tensor:
     """An orthonormal basis Q (..., p, l) whose span contains range(Y), Y (..., p, l), p >= l."""
     return _orthonormalize(Y)
@@ -59,6 +65,12 @@ def orthonormalize_flagged_span(Y: torch.Tensor):
 def svd_small(R: torch.Tensor) -> SVDResult:
     """Thin SVD of small square matrices (..., l, l); S descending (block Krylov's
     (q + 1) l can exceed svd_small's range: those go to torch.linalg.svd)."""
+    n = R.shape[-1]
+    if R.device.type == "cpu" and n <= _JACOBI_TRI_MAX_N and R.numel() >= _JACOBI_TRI_MIN_BATCH * n * n and R.dim() > 2:
+        # a batch of the drivers' upper triangular R: one-sided Jacobi on R^T (lower
+        # triangular: few sweeps) beats LAPACK's batched SVD; see _JACOBI_TRI_MAX_N
+        U, S, Vh = _svd_small(R.mT, method="jacobi", check_finite=False)
+        return SVDResult(Vh.mT, S, U.mT)
     if R.shape[-1] <= _SMALL_MAX:
         # R = Qp^T P is finite whenever A is (checked by the drivers): no finiteness check,
         # which would also read back to the host and break torch.compile(fullgraph=True)

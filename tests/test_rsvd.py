@@ -143,6 +143,28 @@ def test_batched(gen, orth_path):
         check_svd(A, res, 8, F64)
 
 
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+def test_batch_of_sixteen_takes_jacobi_on_the_triangular_factor(dtype, gen, monkeypatch):
+    """16 or more small matrices: the small SVD of the upper triangular R runs one-sided
+    Jacobi on R^T (the CPU rule in _lowrank_stages); also rank-deficient elements."""
+    from subspace_linalg import _lowrank_stages as st
+
+    calls = []
+    real = st._svd_small
+    monkeypatch.setattr(st, "_svd_small", lambda R, **kw: calls.append(kw.get("method")) or real(R, **kw))
+    kinds = ["poly1", "geometric", "spikes", "poly2"] * 4
+    A = torch.stack([make(kind, 120, 90, gen(i)) for i, kind in enumerate(kinds)]).to(dtype)
+    A[3] = 0
+    A[5] = with_spectrum(120, 90, torch.tensor([2.0, 1.0, 0.5], dtype=F64), gen(99)).to(dtype)
+    for method in ("subspace", "block_krylov"):
+        calls.clear()
+        res = sl.rsvd(A, 12, method=method, generator=gen(7))
+        if method == "subspace":  # (block Krylov's (q + 1) l = 66 columns exceed the rule's n <= 64)
+            assert calls[0] == "jacobi"  # (then LAPACK for the few elements recomputed after a failed flag)
+        check_svd(A, res, 12, dtype)
+        assert (res.S[3] == 0).all()
+
+
 def test_rank_deficient_and_zero(gen, orth_path):
     A = with_spectrum(80, 60, torch.tensor([3.0, 2.0, 1.0, 0.5, 0.25], dtype=F64), gen(8))
     for method in ("subspace", "block_krylov"):
