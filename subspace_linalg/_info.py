@@ -5,13 +5,13 @@ import os
 
 import torch
 
-from . import _native
+from . import _gemm, _native
 
 
 def info() -> dict:
     """Build and runtime facts: package version, whether the CUDA kernels were built and
     for which architectures, the CUDA runtime they were built with, OpenMP and its thread
-    count, torch's version and the GPUs torch sees. Does not initialise CUDA unless a GPU
+    count, torch's version, whether float32 CPU products take oneDNN, and the GPUs torch sees. Does not initialise CUDA unless a GPU
     is present (it then asks the runtime for the device count)."""
     C = _native._C
     out: dict = {
@@ -29,6 +29,7 @@ def info() -> dict:
         "torch_cuda": torch.version.cuda,
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
+        "onednn_products": _gemm.enabled(),  # float32 CPU products through oneDNN (see _gemm)
     }
     gpus = []
     if torch.cuda.is_available():
