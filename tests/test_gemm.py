@@ -8,6 +8,8 @@ import sys
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from subspace_linalg import _gemm
 from subspace_linalg._rsvd_core import _mm
@@ -195,3 +197,32 @@ def test_dense_operator_products_routed(gen):
     _check(op.matmul(X), A, X)
     _check(op.matvec(X.mT.contiguous()).mT, A, X)
     _check(op.rmatvec(Y.mT.contiguous()).mT, A.mT, Y)
+
+
+def _make(shape, layout, g):
+    """A float32 block of ``shape`` stored row-major, column-major, or as a column slice
+    (a leading dimension above the width: not dense, must not take the route)."""
+    if layout == "row":
+        return torch.randn(shape, generator=g)
+    if layout == "col":
+        return torch.randn(shape[:-2] + (shape[-1], shape[-2]), generator=g).mT
+    return torch.randn(shape[:-1] + (shape[-1] + 3,), generator=g)[..., : shape[-1]]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    batch=st.sampled_from([(), (1,), (2,), (3, 1)]),
+    r=st.integers(1, 700), c=st.integers(1, 700), l=st.integers(1, 90),
+    m_layout=st.sampled_from(["row", "col", "slice"]),
+    x_layout=st.sampled_from(["row", "col", "slice"]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_product_matches_float64_in_every_layout(batch, r, c, l, m_layout, x_layout, seed):
+    """Whatever the shapes (across the size floors) and layouts: mm equals the float64
+    product to float32 rounding, and a non-dense M never takes the route."""
+    g = torch.Generator().manual_seed(seed)
+    M = _make(batch + (r, c), m_layout, g)
+    X = _make(batch + (c, l), x_layout, g)
+    if m_layout == "slice" and r > 1 and c > 1:
+        assert not _gemm.routed(M, X)
+    _check(_gemm.mm(M, X), M, X)
