@@ -42,6 +42,35 @@ def test_native_random_fill_matches_reference(device, kind):
     assert torch.equal(codes.cpu(), ref.sparse_sign_table(30, 20, 8, 77, 3))
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (3, 2), (5, 33), (2, 64), (70, 31), (4, 4099)])
+@pytest.mark.parametrize("layout", ["row", "col"])
+def test_gaussian_fill_blocks_match_reference(shape, layout):
+    """The CPU Gaussian fill (blocks of 16 pairs, polynomial log / sin / cos) against the
+    libm formula of the reference, float64 and float32 (the float64 value rounded), at
+    widths that end a block part way, in either memory layout."""
+    R, C = shape
+    seed, tag = 2 ** 62 - 977, 41
+    expect = torch.from_numpy(ref.rand_matrix(0, seed, tag, R, C)) * 0.5
+    for dtype in (torch.float64, torch.float32):
+        out = torch.empty(R, C, dtype=dtype) if layout == "row" else torch.empty(C, R, dtype=dtype).mT
+        torch.ops.subspace_linalg.random_fill_.default(out, 0, seed, tag, 0.5)
+        assert torch.allclose(out.double(), expect.to(dtype).double(), rtol=rtol("transform", dtype), atol=0)
+
+
+def test_gaussian_fill_moments():
+    """2^20 entries: mean, variance, the 3-sigma tail and the sign balance of N(0, 1)."""
+    out = torch.empty(1024, 1024, dtype=torch.float64)
+    torch.ops.subspace_linalg.random_fill_.default(out, 0, 123456789, 5, 1.0)
+    N = out.numel()
+    assert abs(float(out.mean())) <= 5 / N ** 0.5
+    assert abs(float(out.var()) - 1.0) <= 5 * (2 / N) ** 0.5
+    tail = float((out.abs() > 3).double().mean())
+    assert abs(tail - 0.0026998) <= 5 * (0.0027 / N) ** 0.5
+    assert abs(float((out > 0).double().mean()) - 0.5) <= 5 * (0.25 / N) ** 0.5
+    # even and odd columns (the cos and sin of one pair) uncorrelated
+    assert abs(float((out[:, 0::2] * out[:, 1::2]).mean())) <= 5 / (N / 2) ** 0.5
+
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("m", [11, 40])  # (sparse sign CPU kernel: tiles of 16 rows) a part tile; 2 tiles + a part

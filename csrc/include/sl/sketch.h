@@ -3,7 +3,9 @@
 // for any thread count or launch shape. Contracts (CPU and CUDA alike):
 //
 // random_fill: out[i, j] = scale * rand_entry(kind, seed, tag, i, j) for (R, C) rows
-//   (any strides), stored in the data type (computed in double).
+//   (any strides), stored in the data type (computed in double). The CPU kernel makes
+//   the Gaussian kind with sl/gauss_block.h (polynomial log / sin / cos, vectorized),
+//   the CUDA kernel with libm: the two agree to a few float64 ulps.
 // sparse_sign_table: codes[i, t], i < n, t < zeta (contiguous int32): the zeta distinct
 //   positions in [0, s) and signs of input coordinate i, code = 2 * pos + (sign < 0).
 // sparse_apply: Y[b, r, j] = sum_{p in [ptr[j], ptr[j+1])} vals[p] * X[b, r, cols[p]]
