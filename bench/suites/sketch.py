@@ -93,6 +93,35 @@ def _sketch_case(kind, m, n, size, dtype, device) -> Case:
                 params={"m": m, "n": n, "size": size, "kind": kind, "dtype": _dt(dtype)})
 
 
+def _fresh_sketch_case(m, n, size, dtype, device) -> Case:
+    """A fresh Gaussian sketch per call (GaLore-style: a new projection each refresh): the
+    embedding generated (counter-based, native) and applied, against torch drawing
+    torch.randn and multiplying."""
+    from subspace_linalg.sketching import draw_seed
+
+    def setup():
+        return {"A": _randn((m, n), 6, dtype, device)}
+
+    def ours(inp):
+        return sl.sketch(inp["A"], size, kind="gaussian", generator=torch.Generator(device=device).manual_seed(5))
+
+    def check(inp, y):
+        seed = draw_seed(torch.Generator(device=device).manual_seed(5))
+        Om = sl.SketchOperator(n, size, kind="gaussian", seed=seed).matrix(dtype=torch.float64, device=inp["A"].device)
+        ref = inp["A"].double() @ Om
+        return float((y.double() - ref).norm() / ref.norm())
+
+    def peer(inp):
+        g = torch.Generator(device=device).manual_seed(5)
+        return inp["A"] @ (torch.randn(n, size, generator=g, dtype=inp["A"].dtype, device=device) / size ** 0.5)
+
+    tol = 1e-5 if dtype == torch.float32 else (1e-12 if dtype == torch.float64 else 2e-2)
+    return Case(SUITE, f"sketch gaussian fresh {m}x{n} -> {size} {_dt(dtype)}", setup, ours, check, tol,
+                [Peer("torch.randn + A @ Omega (torch GEMM)", peer, check=False)],
+                params={"m": m, "n": n, "size": size, "kind": "gaussian", "fresh": True, "dtype": _dt(dtype)},
+                note="the embedding drawn in every call (sl.sketch with a generator), generation included")
+
+
 def _fastfood_case(batch, d, D, dtype, device) -> Case:
     def setup():
         x = _randn((batch, d), 7, dtype, device)
@@ -151,6 +180,7 @@ def cases(device: str, dtype: torch.dtype, quick: bool) -> list[Case]:
             _scatter_case(4096, 2048, 512, dtype, device, True),
             _sketch_case("sparse_sign", 1024, 4096, 256, dtype, device),
             _sketch_case("srht", 1024, 4096, 256, dtype, device),
+            _fresh_sketch_case(1024, 4096, 256, dtype, device),
             _fastfood_case(64, 1024, 8192, dtype, device),
             _dct_select_case(512, 512, 32, dtype, device),
         ]
@@ -165,6 +195,7 @@ def cases(device: str, dtype: torch.dtype, quick: bool) -> list[Case]:
         _sketch_case("srht", 4096, 4096, 256, dtype, device),
         _sketch_case("sparse_sign", 2048, 16384, 512, dtype, device),
         _sketch_case("srht", 2048, 16384, 512, dtype, device),
+        _fresh_sketch_case(4096, 4096, 256, dtype, device),
         _fastfood_case(64, 4096, 16384, dtype, device),
         _fastfood_case(16, 16384, 65536, dtype, device) if str(device).startswith("cuda") else
         _fastfood_case(64, 1024, 32768, dtype, device),
