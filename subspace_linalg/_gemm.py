@@ -13,8 +13,10 @@ loop of oneDNN calls, from 2^22 multiply-adds per element: 16 x 512^2 x 42 1.46 
 
 :func:`mm` falls back to ``M @ X`` wherever the route does not apply: other dtypes and
 devices, autograd, torch.compile tracing (inductor cannot lower the op with a dynamic
-weight), layouts without a unit stride, broadcasting batches, a torch build without
-oneDNN (probed once), or ``SUBSPACE_LINALG_ONEDNN=0`` in the environment.
+weight), an M that is not a dense row- or column-major block (:func:`_dense`), an X
+whose transposing copy would cost more than the product saves, broadcasting batches, a
+torch build without oneDNN (probed once), or ``SUBSPACE_LINALG_ONEDNN=0`` in the
+environment. Measured on the AMD EPYC only.
 """
 from __future__ import annotations
 
