@@ -26,8 +26,18 @@ _SMALL_MAX = 512  # svd_small's documented range (k <= 512); larger ones go to L
 # EPYC (2 threads), upper triangular R with sigma_i = 1/i, LAPACK SVD against Jacobi on R^T
 # in ms: 16 x 18^2 0.42 / 0.36, 16 x 42^2 3.14 / 2.08, 16 x 74^2 8.0 / 7.0, 64 x 42^2
 # 12.1 / 5.7; at batch 8 LAPACK is faster (0.58-0.92x), and for one matrix 3-4x faster.
+# The gain is the batch split over threads: at one thread LAPACK wins (16 x 42^2: 2.22 /
+# 2.72 ms, 64 x 74^2: 23.1 / 43.6), so the rule needs two or more.
 _JACOBI_TRI_MAX_N = 64
 _JACOBI_TRI_MIN_BATCH = 16
+
+
+def _native_threads() -> int:
+    """The OpenMP threads the native kernels get (0 without the native module)."""
+    from . import _native
+
+    C = _native._C
+    return int(C.openmp_max_threads()) if C is not None else 0
 def orthonormalize(Y: torch.Tensor) -> torch.Tensor:
     """An orthonormal basis Q (..., p, l) whose span contains range(Y), Y (..., p, l), p >= l."""
     return _orthonormalize(Y)
@@ -66,7 +76,8 @@ def svd_small(R: torch.Tensor) -> SVDResult:
     """Thin SVD of small square matrices (..., l, l); S descending (block Krylov's
     (q + 1) l can exceed svd_small's range: those go to torch.linalg.svd)."""
     n = R.shape[-1]
-    if R.device.type == "cpu" and n <= _JACOBI_TRI_MAX_N and R.numel() >= _JACOBI_TRI_MIN_BATCH * n * n and R.dim() > 2:
+    if (R.device.type == "cpu" and n <= _JACOBI_TRI_MAX_N and R.numel() >= _JACOBI_TRI_MIN_BATCH * n * n and R.dim() > 2
+            and _native_threads() >= 2):
         # a batch of the drivers' upper triangular R: one-sided Jacobi on R^T (lower
         # triangular: few sweeps) beats LAPACK's batched SVD; see _JACOBI_TRI_MAX_N
         U, S, Vh = _svd_small(R.mT, method="jacobi", check_finite=False)

@@ -152,6 +152,7 @@ def test_batch_of_sixteen_takes_jacobi_on_the_triangular_factor(dtype, gen, monk
     calls = []
     real = st._svd_small
     monkeypatch.setattr(st, "_svd_small", lambda R, **kw: calls.append(kw.get("method")) or real(R, **kw))
+    monkeypatch.setattr(st, "_native_threads", lambda: 2)  # the rule needs two threads (see below)
     kinds = ["poly1", "geometric", "spikes", "poly2"] * 4
     A = torch.stack([make(kind, 120, 90, gen(i)) for i, kind in enumerate(kinds)]).to(dtype)
     A[3] = 0
@@ -163,6 +164,19 @@ def test_batch_of_sixteen_takes_jacobi_on_the_triangular_factor(dtype, gen, monk
             assert calls[0] == "jacobi"  # (then LAPACK for the few elements recomputed after a failed flag)
         check_svd(A, res, 12, dtype)
         assert (res.S[3] == 0).all()
+
+
+def test_batch_of_sixteen_at_one_thread_keeps_lapack(gen, monkeypatch):
+    from subspace_linalg import _lowrank_stages as st
+
+    calls = []
+    real = st._svd_small
+    monkeypatch.setattr(st, "_svd_small", lambda R, **kw: calls.append(kw.get("method")) or real(R, **kw))
+    monkeypatch.setattr(st, "_native_threads", lambda: 1)
+    A = torch.stack([make("poly1", 120, 90, gen(i)) for i in range(16)]).float()
+    res = sl.rsvd(A, 12, generator=gen(7))
+    assert calls == [None]
+    check_svd(A, res, 12, torch.float32)
 
 
 def test_rank_deficient_and_zero(gen, orth_path):
