@@ -38,6 +38,8 @@ def _native_threads() -> int:
 
     C = _native._C
     return int(C.openmp_max_threads()) if C is not None else 0
+
+
 def orthonormalize(Y: torch.Tensor) -> torch.Tensor:
     """An orthonormal basis Q (..., p, l) whose span contains range(Y), Y (..., p, l), p >= l."""
     return _orthonormalize(Y)
