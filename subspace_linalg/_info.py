@@ -11,8 +11,9 @@ from . import _gemm, _native
 def info() -> dict:
     """Build and runtime facts: package version, whether the CUDA kernels were built and
     for which architectures, the CUDA runtime they were built with, OpenMP and its thread
-    count, torch's version, whether float32 CPU products take oneDNN, and the GPUs torch sees. Does not initialise CUDA unless a GPU
-    is present (it then asks the runtime for the device count)."""
+    count, torch's version, whether float32 CPU products take oneDNN, and the GPUs torch
+    sees. Does not initialise CUDA unless a GPU is present (it then asks the runtime for
+    the device count)."""
     C = _native._C
     out: dict = {
         "version": getattr(C, "VERSION", None) if C is not None else None,

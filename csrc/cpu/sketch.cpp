@@ -40,21 +40,28 @@ SL_ALWAYS_INLINE inline void gauss_store(std::uint64_t seed, std::uint32_t tag, 
   }
 }
 
+// blocks q0 .. q1 - 1 in (row, block) order, nblk blocks a row
+template <typename T>
+SL_ALWAYS_INLINE inline void gauss_range(std::uint64_t seed, std::uint32_t tag, double scale, const Mat3View& o,
+                                         std::int64_t q0, std::int64_t q1, std::int64_t nblk) {
+  for (std::int64_t q = q0; q < q1; ++q) gauss_store<T>(seed, tag, scale, o, q / nblk, (q % nblk) * kGaussLanes);
+}
+
 template <typename T>
 void gauss_rows(std::uint64_t seed, std::uint32_t tag, double scale, const Mat3View& o, std::int64_t q0,
                 std::int64_t q1, std::int64_t nblk) {
-  for (std::int64_t q = q0; q < q1; ++q) gauss_store<T>(seed, tag, scale, o, q / nblk, (q % nblk) * kGaussLanes);
+  gauss_range<T>(seed, tag, scale, o, q0, q1, nblk);
 }
 #ifdef SL_X86_DISPATCH
 template <typename T>
 SL_TARGET_AVX2 void gauss_rows_avx2(std::uint64_t seed, std::uint32_t tag, double scale, const Mat3View& o,
                                     std::int64_t q0, std::int64_t q1, std::int64_t nblk) {
-  for (std::int64_t q = q0; q < q1; ++q) gauss_store<T>(seed, tag, scale, o, q / nblk, (q % nblk) * kGaussLanes);
+  gauss_range<T>(seed, tag, scale, o, q0, q1, nblk);
 }
 template <typename T>
 SL_TARGET_AVX512 void gauss_rows_avx512(std::uint64_t seed, std::uint32_t tag, double scale, const Mat3View& o,
                                         std::int64_t q0, std::int64_t q1, std::int64_t nblk) {
-  for (std::int64_t q = q0; q < q1; ++q) gauss_store<T>(seed, tag, scale, o, q / nblk, (q % nblk) * kGaussLanes);
+  gauss_range<T>(seed, tag, scale, o, q0, q1, nblk);
 }
 #endif
 

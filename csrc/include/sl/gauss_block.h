@@ -84,12 +84,8 @@ SL_ALWAYS_INLINE inline void gauss_block(std::uint64_t seed, std::uint32_t tag, 
 #pragma omp simd
   for (int t = 0; t < kGaussLanes; ++t) {
     const U32x4 r = philox(seed, ci, p0 + static_cast<std::uint32_t>(t), tag, 0u);
-    const std::uint32_t x0 = r.v[0], x1 = r.v[1], x2 = r.v[2], x3 = r.v[3];
-    // u01_open0: 53 bits, never 0
-    const std::int64_t b1 = static_cast<std::int64_t>(((static_cast<std::uint64_t>(x1) << 32) | x0) >> 11);
-    const std::int64_t b2 = static_cast<std::int64_t>(((static_cast<std::uint64_t>(x3) << 32) | x2) >> 11);
-    const double u1 = (static_cast<double>(b1) + 1.0) * (1.0 / 9007199254740992.0);
-    const double u2 = (static_cast<double>(b2) + 1.0) * (1.0 / 9007199254740992.0);
+    const double u1 = u01_open0(r.v[0], r.v[1]);
+    const double u2 = u01_open0(r.v[2], r.v[3]);
     const double rad = std::sqrt(-2.0 * gauss_log(u1));
     double sn, cs;
     gauss_sincos(6.283185307179586 * u2, &sn, &cs);
