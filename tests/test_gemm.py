@@ -72,6 +72,47 @@ def test_transposed_view_of_row_major_matrix(gen):
 
 
 @needs_dnn
+@pytest.mark.parametrize("x_layout", ["row", "col", "slice"])
+@pytest.mark.parametrize("batch", [(2,), (3, 2)])
+def test_batched_transposed_product_is_one_grouped_convolution(gen, x_layout, batch):
+    """A^T X for a batch of row-major A (rsvd's left passes): one grouped convolution,
+    equal to the float64 product, column-major like every routed result."""
+    g = gen(len(batch))
+    A = torch.randn(batch + (300, 260), generator=g)
+    X = _make(batch + (300, 40), x_layout, g)
+    M = A.mT
+    assert _gemm._conv_case(M.reshape((-1,) + M.shape[-2:]), 260 * 300 * 40) and _gemm.routed(M, X)
+    P = _mm(M, X)
+    assert P.shape == batch + (260, 40) and P.mT.is_contiguous()
+    _check(P, M, X)
+
+
+@needs_dnn
+def test_grouped_convolution_floors():
+    """Small elements (below 2^20 multiply-adds), a narrow A^T (a Gram's shape), one
+    matrix, a row-major M and a user-set reduced-precision convolution do not take the
+    convolution."""
+    A = torch.randn(4, 100, 100)
+    assert not _gemm._conv_case(A.mT, 100 * 100 * 20)
+    Y = torch.randn(8, 4096, 64)
+    assert not _gemm._conv_case(Y.mT, 4096 * 64 * 64)
+    Yc = torch.randn(8, 74, 1024).mT  # a tall-times-small Y S (short contraction)
+    assert not _gemm._conv_case(Yc, 1024 * 74 * 74)
+    assert not _gemm.routed(Yc, torch.randn(8, 74, 74))  # nor the loop of calls (narrow M)
+    assert not _gemm._conv_case(torch.randn(2, 300, 300).mT, 300 * 300 * 160)
+    assert not _gemm._conv_case(torch.randn(1, 300, 260).mT, 300 * 260 * 40)
+    assert not _gemm._conv_case(torch.randn(2, 260, 300), 300 * 260 * 40)
+    conv = torch.backends.mkldnn.conv
+    prev = conv.fp32_precision
+    try:
+        conv.fp32_precision = "bf16"
+        assert not _gemm._conv_case(torch.randn(2, 300, 260).mT, 300 * 260 * 40)
+    finally:
+        conv.fp32_precision = prev
+    assert _gemm._conv_case(torch.randn(2, 300, 260).mT, 300 * 260 * 40)
+
+
+@needs_dnn
 def test_tall_times_small_routed(gen):
     g = gen()
     Y = torch.randn(5000, 96, generator=g)
