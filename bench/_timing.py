@@ -100,6 +100,26 @@ def time_interleaved(fns: list[Callable[[], Any]], device: str, *, budget_s: flo
     return [{"median_s": statistics.median(ts), "min_s": min(ts), "repeats": n} for ts, n in zip(times, reps)]
 
 
+def gemm_rates(device: str, n: int | None = None) -> dict:
+    """float32 GEMM rate in GFLOP/s of an n x n x n product measured now (n = 1024 on the
+    CPU, 4096 on CUDA): ``torch.matmul`` (its BLAS), and on the CPU also the oneDNN route
+    of ``subspace_linalg._gemm`` when it is on. A machine-speed reading beside the copy
+    bandwidth: on shared hosts the vector units' speed moves from day to day, and the two
+    libraries' rates do not move together."""
+    from subspace_linalg import _gemm
+
+    if n is None:
+        n = 4096 if device.startswith("cuda") else 1024
+    g = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(n, n, device=device, generator=g)
+    b = torch.randn(n, n, device=device, generator=g)
+    flops = 2.0 * n ** 3
+    out = {"n": n, "torch.matmul": flops / time_fn(lambda: a @ b, device, budget_s=0.3, min_repeats=3)["median_s"] / 1e9}
+    if device == "cpu" and _gemm.enabled():
+        out["onednn"] = flops / time_fn(lambda: _gemm.dnn(a, b), device, budget_s=0.3, min_repeats=3)["median_s"] / 1e9
+    return out
+
+
 def copy_bandwidth(device: str, nbytes: int | None = None) -> float:
     """Copy bandwidth in GB/s (read + write counted) of a preallocated ``dst.copy_(src)``
     on the device, measured now: device-to-device on CUDA (256 MiB), memcpy on CPU (64 MiB)."""

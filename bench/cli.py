@@ -17,7 +17,7 @@ import traceback
 import torch
 
 from . import suites as _suites_pkg
-from ._timing import copy_bandwidth, time_interleaved
+from ._timing import copy_bandwidth, gemm_rates, time_interleaved
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -260,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
         cases = [c for c in cases if args.filter in c.name]
     copy_gbps = copy_bandwidth(device)
     print(f"{device} copy bandwidth (dst.copy_(src), read + write): {copy_gbps:.1f} GB/s", file=sys.stderr)
+    rates = gemm_rates(device)
+    print(f"{device} float32 GEMM {rates['n']}^3: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in rates.items() if k != "n"),
+          file=sys.stderr)
 
     try:
         from tqdm import tqdm
@@ -282,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         doc = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "command": "subspace-linalg bench " + " ".join(argv if argv is not None else sys.argv[1:]),
                "git_sha": _git_sha(), "machine": machine_facts(device), "dtype": args.dtype, "quick": quick,
-               "copy_gbps": copy_gbps,
+               "copy_gbps": copy_gbps, "gemm_gflops": rates,
                "timing": "median of repeats; ours and the torch peers of a case round-robin, peers on other runtimes "
                          "(NumPy/SciPy BLAS) in blocks of their own after a pause (bench/cli.py, bench/_timing.py)",
                "rows": rows}

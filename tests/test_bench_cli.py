@@ -44,6 +44,7 @@ def test_cli_json_and_plot(tmp_path, capsys):
     doc = json.loads(out.read_text())
     assert doc["machine"]["subspace_linalg"]["native"] is True
     assert doc["copy_gbps"] > 0 and doc["rows"][0]["status"] == "ok"
+    assert doc["gemm_gflops"]["torch.matmul"] > 0 and doc["gemm_gflops"]["n"] == 1024
     row = doc["rows"][0]
     assert row["peers"][0]["name"] == "torch dense H matmul" and row["peers"][0]["ratio"] > 0
     assert not plot or (png.exists() and png.stat().st_size > 1000)
