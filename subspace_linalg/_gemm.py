@@ -28,6 +28,9 @@ Gram Y^T Y of row-major blocks: 16 x 1024 x 42 0.67x, 8 x 4096 x 64 0.40x, 2 x 8
 8 x 1024 x 74: 0.34x), hence :data:`_CONV_MIN_SIGNAL` on both dims of A. For
 one matrix the inner product stays faster (2048^2 x 74: 0.83x as a convolution). With A
 as the weight instead (A X) oneDNN reorders the whole of A on every call: 0.3-1.0x.
+The gain is the split of the groups over threads: at one thread the convolution loses
+(16 x 512^2 x 42 0.94x, 64 x 256^2 x 26 0.84x, 4 x 1024^2 x 74 0.77x), so it needs two or
+more (not measured beyond two).
 
 :func:`mm` falls back to ``M @ X`` wherever the route does not apply: other dtypes and
 devices, autograd, torch.compile tracing (inductor cannot lower the op with a dynamic
@@ -146,11 +149,11 @@ def routed(M: torch.Tensor, X: torch.Tensor) -> bool:
 def _conv_case(M: torch.Tensor, work: int) -> bool:
     """Whether M @ X is a batched A^T X that :func:`_conv_t` makes: M (..., r, c) with two
     or more elements, the transposed view of a contiguous A (..., c, r), and at least
-    :data:`_CONV_MIN_WORK` multiply-adds an element, r and c >= :data:`_CONV_MIN_SIGNAL`
-    and r at least twice X's width l = work / (r c)."""
+    :data:`_CONV_MIN_WORK` multiply-adds an element, r and c >= :data:`_CONV_MIN_SIGNAL`,
+    r at least twice X's width l = work / (r c), and two or more torch threads."""
     r, c = M.shape[-2], M.shape[-1]
     return (M.dim() > 2 and M.numel() > r * c and work >= _CONV_MIN_WORK and min(r, c) >= _CONV_MIN_SIGNAL
-            and r * r * c >= 2 * work and M.mT.is_contiguous() and _ieee_conv())
+            and r * r * c >= 2 * work and M.mT.is_contiguous() and torch.get_num_threads() >= 2 and _ieee_conv())
 
 
 def _ieee_conv() -> bool:

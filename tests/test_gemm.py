@@ -71,7 +71,11 @@ def test_transposed_view_of_row_major_matrix(gen):
     _check(_mm(A.mT, Y), A.mT, Y)
 
 
+needs_threads = pytest.mark.skipif(torch.get_num_threads() < 2, reason="the convolution route needs two threads")
+
+
 @needs_dnn
+@needs_threads
 @pytest.mark.parametrize("x_layout", ["row", "col", "slice"])
 @pytest.mark.parametrize("batch", [(2,), (3, 2)])
 def test_batched_transposed_product_is_one_grouped_convolution(gen, x_layout, batch):
@@ -88,10 +92,11 @@ def test_batched_transposed_product_is_one_grouped_convolution(gen, x_layout, ba
 
 
 @needs_dnn
+@needs_threads
 def test_grouped_convolution_floors():
     """Small elements (below 2^20 multiply-adds), a narrow A^T (a Gram's shape), one
-    matrix, a row-major M and a user-set reduced-precision convolution do not take the
-    convolution."""
+    matrix, a row-major M, one thread and a user-set reduced-precision convolution do not
+    take the convolution."""
     A = torch.randn(4, 100, 100)
     assert not _gemm._conv_case(A.mT, 100 * 100 * 20)
     Y = torch.randn(8, 4096, 64)
@@ -102,6 +107,12 @@ def test_grouped_convolution_floors():
     assert not _gemm._conv_case(torch.randn(2, 300, 300).mT, 300 * 300 * 160)
     assert not _gemm._conv_case(torch.randn(1, 300, 260).mT, 300 * 260 * 40)
     assert not _gemm._conv_case(torch.randn(2, 260, 300), 300 * 260 * 40)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert not _gemm._conv_case(torch.randn(2, 300, 260).mT, 300 * 260 * 40)
+    finally:
+        torch.set_num_threads(threads)
     conv = torch.backends.mkldnn.conv
     prev = conv.fp32_precision
     try:
