@@ -157,9 +157,10 @@ def _conv_case(M: torch.Tensor, work: int) -> bool:
 
 
 def _ieee_conv() -> bool:
-    """Whether oneDNN convolutions keep float32 arithmetic (no user-set bf16/tf32 rounding)."""
+    """Whether torch's convolutions go to oneDNN (not switched off by the user) and keep
+    float32 arithmetic there (no user-set bf16/tf32 rounding)."""
     conv = getattr(torch.backends.mkldnn, "conv", None)
-    return getattr(conv, "fp32_precision", "none") in ("none", "ieee")
+    return bool(torch.backends.mkldnn.enabled) and getattr(conv, "fp32_precision", "none") in ("none", "ieee")
 
 
 def _conv_t(M: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
@@ -210,5 +211,5 @@ def dnn(M: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
     Xb = X.reshape((-1,) + X.shape[-2:])
     if _conv_case(Mb, r * M.shape[-1] * l):
         return _conv_t(Mb, Xb).reshape(batch + (r, l))
-    out = torch.stack([_one(Mb[i], Xb[i]) for i in range(Mb.shape[0])])
+    out = torch.stack([_one(Mi, Xi) for Mi, Xi in zip(Mb.unbind(0), Xb.unbind(0))])
     return out.mT.reshape(batch + (r, l))

@@ -95,8 +95,8 @@ def test_batched_transposed_product_is_one_grouped_convolution(gen, x_layout, ba
 @needs_threads
 def test_grouped_convolution_floors():
     """Small elements (below 2^20 multiply-adds), a narrow A^T (a Gram's shape), one
-    matrix, a row-major M, one thread and a user-set reduced-precision convolution do not
-    take the convolution."""
+    matrix, a row-major M, one thread, oneDNN switched off and a user-set reduced-precision
+    convolution do not take the convolution."""
     A = torch.randn(4, 100, 100)
     assert not _gemm._conv_case(A.mT, 100 * 100 * 20)
     Y = torch.randn(8, 4096, 64)
@@ -113,6 +113,11 @@ def test_grouped_convolution_floors():
         assert not _gemm._conv_case(torch.randn(2, 300, 260).mT, 300 * 260 * 40)
     finally:
         torch.set_num_threads(threads)
+    try:
+        torch.backends.mkldnn.enabled = False
+        assert not _gemm._conv_case(torch.randn(2, 300, 260).mT, 300 * 260 * 40)
+    finally:
+        torch.backends.mkldnn.enabled = True
     conv = torch.backends.mkldnn.conv
     prev = conv.fp32_precision
     try:
