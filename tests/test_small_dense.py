@@ -75,6 +75,27 @@ def test_cholesky_breakdown_flag(device, dtype, gen):
         assert bool((L[b, j:] == 0).all())
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch, n", [(16, 42), (8, 40), (12, 64), (40, 26)])
+def test_interleaved_groups_against_lapack(dtype, batch, n, gen):
+    """The batch-interleaved CPU kernels in both group widths (W lanes, and W / 2 when the
+    batch fills at most one group and two threads are there), with a breakdown in the
+    middle of a group: Cholesky and the inverse against float64 LAPACK."""
+    A = _spd((batch,), n, dtype, gen(batch + n), cond=100.0)
+    A[batch // 2, n // 2, n // 2] = -1.0
+    L, info = OPS.cholesky_small(A)
+    ref = torch.linalg.cholesky_ex(A.double())
+    assert torch.equal(info, ref.info.to(torch.int32))
+    ok = info == 0
+    tol = rtol("small_dense", dtype, n)
+    err = _fro(L[ok].double() - ref.L[ok]) / _fro(ref.L[ok])
+    assert float(err.max()) <= tol * 10
+    X, xinfo = OPS.tril_inverse_small(L[ok])
+    assert bool((xinfo == 0).all())
+    Xref = torch.linalg.inv(L[ok].double())
+    assert float((_fro(X.double() - Xref) / _fro(Xref)).max()) <= tol * 10
+
+
 # ---------------------------------------------------------------- triangular inverse and solve
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("dtype", DTYPES)
