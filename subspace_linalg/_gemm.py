@@ -130,15 +130,14 @@ def routed(M: torch.Tensor, X: torch.Tensor) -> bool:
     work = r * c * l
     if min(r, c, l) == 0:
         return False
-    if _conv_case(M, work):
-        pass  # one grouped convolution; X^T is copied whatever X's layout (a small block)
-    elif nb == 1 and work < _MIN_WORK or nb > 1 and (work < _MIN_BATCH_WORK or nb > _MAX_BATCH
-                                                     or min(r, c) < _BATCH_MIN_DIM):
-        return False
-    elif not _dense(M):
-        return False
-    elif not _col_major(X) and not (r >= _COPY_ROWS or (r >= _COPY_MIN_ROWS and X.numel() // nb <= _COPY_MAX_NUMEL)):
-        return False  # X's transposing copy would cost more than the faster product saves
+    if not _conv_case(M, work):  # (the grouped convolution copies X^T whatever X's layout: a small block)
+        if nb == 1 and work < _MIN_WORK or nb > 1 and (work < _MIN_BATCH_WORK or nb > _MAX_BATCH
+                                                       or min(r, c) < _BATCH_MIN_DIM):
+            return False
+        if not _dense(M):
+            return False
+        if not _col_major(X) and not (r >= _COPY_ROWS or (r >= _COPY_MIN_ROWS and X.numel() // nb <= _COPY_MAX_NUMEL)):
+            return False  # X's transposing copy would cost more than the faster product saves
     if torch.is_grad_enabled() and (M.requires_grad or X.requires_grad):
         return False
     if torch.compiler.is_compiling():
