@@ -1,5 +1,6 @@
 """orth: orthonormalize vs torch.linalg.qr (and plain CholeskyQR2 through torch.linalg),
-and each small dense batched kernel beside the torch.linalg call it replaces."""
+the fused CholeskyQR panel op beside the torch.linalg composite it replaces, and each
+small dense batched kernel beside the torch.linalg call it replaces."""
 from __future__ import annotations
 
 import math
@@ -92,6 +93,44 @@ def _orth_case(b, m, k, kappa, dtype, device) -> Case:
                 lambda inp: sl.orthonormalize(inp["Y"]), check, tol, peers, flops=flops,
                 params={"shape": shape, "kappa": kappa, "dtype": _name(dtype)},
                 note="auto: CholeskyQR2 + per-element fallback; error = max(||Q^T Q - I||_F, range residual)")
+
+
+def _one_cholqr(Y):
+    """One CholeskyQR pass as one writes it with torch.linalg (no checks)."""
+    L = torch.linalg.cholesky_ex(Y.mT @ Y).L
+    return torch.linalg.solve_triangular(L.mT, Y, upper=True, left=False)
+
+
+def _panel_case(b, m, k, mode, dtype, device, kappa=1e2) -> Case:
+    """The fused native CholeskyQR (subspace_linalg::cholqr_panel) on a batch of
+    column-major panels (the layout the drivers' products return), mode 0 (one pass) or 2
+    (CholeskyQR2), beside the torch.linalg composite it replaces."""
+    op = torch.ops.subspace_linalg.cholqr_panel.default
+    u = _eps(dtype) / 2
+
+    def setup():
+        Y = _cond_matrix((b,), m, k, kappa, 3 * m + k + b, dtype, device)
+        return {"Y": Y.mT.contiguous().mT}
+
+    def check(inp, Q):
+        Y = inp["Y"].double()
+        Qd = Q.double()
+        r = float(torch.linalg.matrix_norm(Y - Qd @ _inner(Qd, Y)).max() / torch.linalg.matrix_norm(Y).max())
+        return max(_orth_error(Q) / (kappa * kappa if mode == 0 else 1.0), r)
+
+    if mode == 0:
+        peers = [Peer("one CholeskyQR pass (torch.linalg: Gram, cholesky_ex, solve_triangular)",
+                      lambda inp: _one_cholqr(inp["Y"]))]
+    else:
+        peers = [Peer("plain CholeskyQR2 (torch.linalg)", lambda inp: _plain_cholqr2(inp["Y"])),
+                 Peer("torch.linalg.qr", lambda inp: torch.linalg.qr(inp["Y"]).Q)]
+    what = "one pass" if mode == 0 else "CholeskyQR2"
+    return Case(SUITE, f"cholqr_panel {what} {b}x{m}x{k} {_name(dtype)}", setup,
+                lambda inp: op(inp["Y"], mode, 1.0 / math.sqrt(u), 0.5)[0], check, 10.0 * math.sqrt(k) * _eps(dtype),
+                peers, flops=(2 if mode == 0 else 4) * 2 * b * m * k * k,
+                params={"batch": b, "m": m, "k": k, "mode": mode, "kappa": kappa, "dtype": _name(dtype)},
+                note="fused Gram + Cholesky + inverse + product; error = max(||Q^T Q - I||_F"
+                     + (" / kappa^2" if mode == 0 else "") + ", range residual)")
 
 
 def _spd(b, n, dtype, device, seed):
@@ -203,6 +242,7 @@ def cases(device: str, dtype: torch.dtype, quick: bool) -> list[Case]:
         return [
             _orth_case(0, 8192, 64, 1e2, dtype, device),
             _orth_case(32, 1024, 32, 1e2, dtype, device),
+            *([_panel_case(16, 512, 42, 2, dtype, device)] if dtype in (torch.float32, torch.float64) else []),
             _cholesky_case(256, 32, _cdt(dtype), device),
             _tri_case(256, 32, _cdt(dtype), device),
             _eigh_case(256, 32, _cdt(dtype), device, "jacobi"),
@@ -214,6 +254,9 @@ def cases(device: str, dtype: torch.dtype, quick: bool) -> list[Case]:
         _orth_case(32, 1024, 32, 1e2, dtype, device),
         _orth_case(0, 8192, 64, 1e5 if _cdt(dtype) == torch.float32 else 1e12, dtype, device),
     ]
+    if dtype in (torch.float32, torch.float64):
+        out += [_panel_case(b, m, k, mode, dtype, device)
+                for b, m, k in ((16, 512, 42), (1, 2048, 74), (64, 256, 26)) for mode in (0, 2)]
     for b, n in ((256, 32), (16, 128)):
         cd = _cdt(dtype)
         out += [_cholesky_case(b, n, cd, device), _tri_case(b, n, cd, device)]

@@ -78,6 +78,24 @@ void svd_jacobi(int dtype, std::uintptr_t at, std::uintptr_t vt, std::uintptr_t 
   raise_if_error(s, "svd_jacobi on " + bshape(batch, m, n));
 }
 
+void cholqr_panel(int dtype, int mode, std::uintptr_t y, i64 y_bstride, i64 y_ld, std::uintptr_t q, std::uintptr_t l,
+                  std::uintptr_t x, std::uintptr_t info, std::uintptr_t work, i64 batch, i64 m, i64 k, double cond_max,
+                  double gate, const ExecSpec& es) {
+  const Exec exec = exec_from(es);
+  Status s;
+  {
+    py::gil_scoped_release nogil;
+    s = SL_ON_DEVICE(exec, "cholqr_panel",
+                     cholqr_panel_cpu(dtype, mode, ptr<const void>(y), y_bstride, y_ld, ptr<void>(q), ptr<void>(l),
+                                      ptr<void>(x), ptr<std::int32_t>(info), ptr<void>(work), batch, m, k, cond_max,
+                                      gate),
+                     cholqr_panel_cuda(dtype, mode, ptr<const void>(y), y_bstride, y_ld, ptr<void>(q), ptr<void>(l),
+                                       ptr<void>(x), ptr<std::int32_t>(info), ptr<void>(work), batch, m, k, cond_max,
+                                       gate, exec));
+  }
+  raise_if_error(s, "cholqr_panel on " + bshape(batch, m, k));
+}
+
 void bind_small_dense(py::module_& m) {
   m.def("cholesky_small", &cholesky_small, "batched Cholesky with info (dtype, a, l, info, batch, n, exec)");
   m.def("tril_inverse_small", &tril_inverse_small,
@@ -86,6 +104,10 @@ void bind_small_dense(py::module_& m) {
         "batched two-sided Jacobi (dtype, a_work, w, vt, info, batch, n, max_sweeps, exec)");
   m.def("svd_jacobi", &svd_jacobi,
         "batched one-sided Jacobi SVD (dtype, at_work, vt, info, batch, m, n, max_sweeps, exec)");
+  m.def("cholqr_panel", &cholqr_panel,
+        "fused CholeskyQR passes on column-major panels (dtype, mode, y, y_bstride, y_ld, q, l, x, info, work, "
+        "batch, m, k, cond_max, gate, exec)");
+  m.def("cholqr_panel_work_elems", &cholqr_panel_work_elems, "scratch elements of cholqr_panel (mode, batch, m, k)");
   m.attr("SMALL_DENSE_MAX_N") = kSmallDenseMaxN;
 }
 

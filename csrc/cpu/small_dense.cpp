@@ -1,4 +1,5 @@
-// CPU small dense batched kernels (see sl/small_dense.h for the contract). OpenMP over
+// CPU small dense batched kernels and the fused CholeskyQR panel passes
+// (cholqr_panel_kernels.inc; see sl/small_dense.h for the contracts). OpenMP over
 // the batch. Batches of >= 4 small matrices run batch-interleaved (one matrix per SIMD
 // lane: Cholesky n <= 128, inverse and Jacobi eigh n <= 64), the others matrix by matrix
 // with SIMD along contiguous rows. The kernels (small_dense_kernels.inc) are compiled for
@@ -6,6 +7,7 @@
 // csrc/cuda/small_dense.cu performs the same operations in the same order per matrix.
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <new>
 #include <string>
@@ -24,6 +26,7 @@ using i64 = std::int64_t;
 #define SL_SD_TARGET
 namespace generic {
 #include "small_dense_kernels.inc"
+#include "cholqr_panel_kernels.inc"
 }  // namespace generic
 #undef SL_SD_TARGET
 
@@ -34,11 +37,13 @@ namespace generic {
 #define SL_SD_TARGET __attribute__((target("avx2,fma")))
 namespace avx2 {
 #include "small_dense_kernels.inc"
+#include "cholqr_panel_kernels.inc"
 }  // namespace avx2
 #undef SL_SD_TARGET
 #define SL_SD_TARGET __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
 namespace avx512 {
 #include "small_dense_kernels.inc"
+#include "cholqr_panel_kernels.inc"
 }  // namespace avx512
 #undef SL_SD_TARGET
 
@@ -114,6 +119,38 @@ Status svd_jacobi_cpu(int dtype, void* at, void* vt, std::int32_t* info, i64 bat
   return dispatch_real(dtype, "svd_jacobi", [&](auto tag) {
     using T = decltype(tag);
     return SL_SMALL_DENSE_ISA_CALL(svd_run<T>(static_cast<T*>(at), static_cast<T*>(vt), info, batch, m, n, max_sweeps));
+  });
+}
+
+Status cholqr_panel_cpu(int dtype, int mode, const void* y, i64 y_bstride, i64 y_ld, void* q, void* l, void* x,
+                        std::int32_t* info, void* work, i64 batch, i64 m, i64 k, double cond_max, double gate) {
+  SL_RETURN_IF_ERROR(check_dims("cholqr_panel", batch, k));
+  SL_REQUIRE(mode >= 0 && mode <= 2, "cholqr_panel: mode must be 0, 1 or 2, got " + std::to_string(mode));
+  SL_REQUIRE(m >= k, "cholqr_panel: needs m >= k, got m=" + std::to_string(m) + ", k=" + std::to_string(k));
+  if (batch == 0 || k == 0) return Status::ok();
+  SL_REQUIRE(y_ld >= m, "cholqr_panel: the column stride must be >= m, got " + std::to_string(y_ld) + " < " +
+                            std::to_string(m));
+  SL_REQUIRE(y && q && l && x && info && work, "cholqr_panel: null pointer");
+  // fewer panels than threads: every panel's rows split into parts (of >= 256 rows)
+  const int nt = max_threads();
+  int parts = 1;
+  if (batch < nt) {
+    const i64 want = (nt + batch - 1) / batch;
+    parts = static_cast<int>(m / 256 < want ? (m / 256 > 1 ? m / 256 : 1) : want);
+  }
+  return dispatch_real(dtype, "cholqr_panel", [&](auto tag) -> Status {
+    using T = decltype(tag);
+    std::vector<T> part;
+    try {
+      part.resize(static_cast<std::size_t>(batch * (parts - 1) * k * k));
+    } catch (const std::bad_alloc&) {
+      return invalid_argument("cholqr_panel: cannot allocate a host scratch buffer of " +
+                              std::to_string(batch * (parts - 1) * k * k) + " elements");
+    }
+    return SL_SMALL_DENSE_ISA_CALL(cholqr_panel_run<T>(mode, static_cast<const T*>(y), y_bstride, y_ld,
+                                                       static_cast<T*>(q), static_cast<T*>(l), static_cast<T*>(x),
+                                                       info, static_cast<T*>(work), part.data(), parts, batch, m, k,
+                                                       cond_max, gate));
   });
 }
 

@@ -5,8 +5,10 @@
 //  * triangular inverse: rows of X in sequence, the entries of a row in parallel;
 //  * two-sided Jacobi: the n/2 disjoint rotations of a round-robin step in parallel
 //    (column update, then row update of A and V^T);
-//  * one-sided Jacobi: one warp per column pair of a step (dot products with shuffles).
+//  * one-sided Jacobi: one warp per column pair of a step (dot products with shuffles);
+//  * cholqr_panel: the CPU twin's phases as a sequence of kernels (see there).
 #include <cuda_runtime.h>
+#include <math_constants.h>
 
 #include <cfloat>
 #include <climits>
@@ -300,6 +302,100 @@ __global__ void svd_jacobi_kernel(T* at_all, T* vt_all, std::int32_t* info, i64 
   if (threadIdx.x == 0) info[b] = not_conv;
 }
 
+// ---------------------------------------------------------------- cholqr_panel
+// The CPU twin's phases as kernels on the stream (no host synchronization): Gram (one
+// block per panel, one warp per entry of the lower triangle), the Cholesky and inverse
+// kernels above, Q = Y X^T (one thread per row), flags, L1 L2, zeroing of failed panels.
+template <typename T>
+__global__ void panel_gram_kernel(const T* __restrict__ y, i64 ybs, i64 yld, i64 m, i64 k, T* __restrict__ g_all) {
+  const i64 b = blockIdx.x;
+  const T* yb = y + b * ybs;
+  T* g = g_all + b * k * k;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nwarps = blockDim.x / 32;
+  for (i64 idx = warp; idx < k * k; idx += nwarps) {
+    const i64 i = idx / k, j = idx % k;
+    if (j > i) continue;
+    const T* yi = yb + i * yld;
+    const T* yj = yb + j * yld;
+    T part = T(0);
+    for (i64 r = lane; r < m; r += 32) part += yi[r] * yj[r];
+    const T s = static_cast<T>(warp_sum(static_cast<double>(part)));
+    if (lane == 0) {
+      g[i * k + j] = s;
+      g[j * k + i] = s;
+    }
+  }
+}
+
+// q (column-major, m rows) = Y X^T for lower triangular row-major X: one thread per row
+template <typename T>
+__global__ void panel_tts_kernel(const T* __restrict__ y, i64 ybs, i64 yld, i64 m, i64 k, const T* __restrict__ x_all,
+                                 T* __restrict__ q_all) {
+  const i64 b = blockIdx.y;
+  const i64 r = static_cast<i64>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (r >= m) return;
+  const T* yb = y + b * ybs + r;
+  const T* x = x_all + b * k * k;
+  T* q = q_all + b * m * k + r;
+  for (i64 j = 0; j < k; ++j) {
+    T s = T(0);
+    for (i64 i = 0; i <= j; ++i) s += yb[i * yld] * x[j * k + i];
+    q[j * m] = s;
+  }
+}
+
+// f1[b] = 1 where the first pass failed (Cholesky, inverse, or the diagonal ratio)
+template <typename T>
+__global__ void panel_pass1_flags_kernel(const std::int32_t* info, std::int32_t* f1, const T* l1_all, i64 batch, i64 k,
+                                         double cond_max) {
+  const i64 b = static_cast<i64>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (b >= batch) return;
+  const T* l1 = l1_all + b * k * k;
+  double dmax = 0.0, dmin = CUDART_INF;
+  for (i64 i = 0; i < k; ++i) {
+    const double d = static_cast<double>(l1[i * k + i]);
+    dmax = fmax(dmax, d);
+    dmin = fmin(dmin, d);
+  }
+  f1[b] = (info[b] != 0 || f1[b] != 0 || !(dmax <= cond_max * dmin)) ? 1 : 0;
+}
+
+// second pass: f2 (||G2 - I||_F, Cholesky, inverse) and l = L1 L2; one block per panel
+template <typename T>
+__global__ void panel_pass2_kernel(const std::int32_t* info, std::int32_t* f2, const T* g2_all, const T* l1_all,
+                                   const T* l2_all, T* l_all, i64 k, double gate) {
+  __shared__ double red[kThreads];
+  const i64 b = blockIdx.x;
+  const T* g2 = g2_all + b * k * k;
+  const T* l1 = l1_all + b * k * k;
+  const T* l2 = l2_all + b * k * k;
+  T* l = l_all + b * k * k;
+  double part = 0.0;
+  for (i64 idx = threadIdx.x; idx < k * k; idx += blockDim.x) {
+    const i64 i = idx / k, j = idx % k;
+    const double e = static_cast<double>(g2[idx]) - (i == j ? 1.0 : 0.0);
+    part += e * e;
+    T s = T(0);
+    for (i64 t = j; t <= i; ++t) s += l1[i * k + t] * l2[t * k + j];
+    l[idx] = j <= i ? s : T(0);
+  }
+  const double dev = sqrt(block_sum(part, red));
+  if (threadIdx.x == 0) f2[b] = (info[b] != 0 || f2[b] != 0 || !(dev <= gate)) ? 1 : 0;
+}
+
+// info = 0 / 1 / 2 and zero outputs for failed panels; one block per panel
+template <typename T>
+__global__ void panel_finish_kernel(std::int32_t* info, const std::int32_t* f1, const std::int32_t* f2, int mode,
+                                    T* q_all, T* l_all, T* x_all, i64 m, i64 k) {
+  const i64 b = blockIdx.x;
+  const std::int32_t code = f1[b] ? 1 : (mode != 0 && f2[b]) ? 2 : 0;
+  __syncthreads();
+  if (threadIdx.x == 0) info[b] = code;
+  if (!code) return;
+  for (i64 idx = threadIdx.x; idx < m * k; idx += blockDim.x) q_all[b * m * k + idx] = T(0);
+  for (i64 idx = threadIdx.x; idx < k * k; idx += blockDim.x) l_all[b * k * k + idx] = x_all[b * k * k + idx] = T(0);
+}
+
 Status check_dims(const char* op, i64 batch, i64 n) {
   SL_REQUIRE(batch >= 0 && n >= 0, std::string(op) + ": negative size");
   SL_REQUIRE(n <= kSmallDenseMaxN, std::string(op) + ": n must be <= " + std::to_string(kSmallDenseMaxN) +
@@ -370,6 +466,54 @@ Status svd_jacobi_cuda(int dtype, void* at, void* vt, std::int32_t* info, i64 ba
     svd_jacobi_kernel<T><<<static_cast<unsigned>(batch), kThreads, 0, as_stream(exec.stream)>>>(
         static_cast<T*>(at), static_cast<T*>(vt), info, m, n, max_sweeps);
     SL_CUDA_CHECK_LAUNCH("svd_jacobi");
+    return Status::ok();
+  });
+}
+
+Status cholqr_panel_cuda(int dtype, int mode, const void* y, i64 y_bstride, i64 y_ld, void* q, void* l, void* x,
+                         std::int32_t* info, void* work, i64 batch, i64 m, i64 k, double cond_max, double gate,
+                         const Exec& exec) {
+  SL_RETURN_IF_ERROR(check_dims("cholqr_panel", batch, k));
+  SL_REQUIRE(mode >= 0 && mode <= 2, "cholqr_panel: mode must be 0, 1 or 2, got " + std::to_string(mode));
+  SL_REQUIRE(m >= k, "cholqr_panel: needs m >= k, got m=" + std::to_string(m) + ", k=" + std::to_string(k));
+  SL_REQUIRE(m <= i64{INT_MAX} * kThreads, "cholqr_panel: m too large for the CUDA grid, got " + std::to_string(m));
+  if (batch == 0 || k == 0) return Status::ok();
+  SL_REQUIRE(y_ld >= m, "cholqr_panel: the column stride must be >= m, got " + std::to_string(y_ld) + " < " +
+                            std::to_string(m));
+  SL_REQUIRE(y && q && l && x && info && work, "cholqr_panel: null pointer");
+  SL_CUDA_DEVICE_GUARD(exec);
+  return dispatch_real<DeviceTypes>(dtype, "cholqr_panel", [&](auto tag) -> Status {
+    using T = decltype(tag);
+    cudaStream_t st = as_stream(exec.stream);
+    const i64 kk = k * k;
+    T* w = static_cast<T*>(work);
+    T* g1 = w;
+    T* l1 = mode == 0 ? static_cast<T*>(l) : w + batch * kk;
+    T* x1 = mode == 0 ? static_cast<T*>(x) : w + 2 * batch * kk;
+    T* g2 = w + 3 * batch * kk;
+    T* l2 = w + 4 * batch * kk;
+    std::int32_t* f1 = reinterpret_cast<std::int32_t*>(w + 5 * batch * kk);
+    std::int32_t* f2 = f1 + batch;
+    T* q1 = mode == 2 ? w + 5 * batch * kk + 2 * batch : static_cast<T*>(q);
+    const unsigned nb = static_cast<unsigned>(batch);
+    const dim3 rows(static_cast<unsigned>((m + kThreads - 1) / kThreads), nb);
+    const unsigned flag_blocks = static_cast<unsigned>((batch + kThreads - 1) / kThreads);
+    const T* yy = static_cast<const T*>(y);
+    panel_gram_kernel<T><<<nb, kThreads, 0, st>>>(yy, y_bstride, y_ld, m, k, g1);
+    cholesky_kernel<T><<<nb, kThreads, 0, st>>>(g1, l1, info, k);
+    tril_inverse_kernel<T><<<nb, kThreads, 0, st>>>(l1, x1, f1, k);
+    panel_pass1_flags_kernel<T><<<flag_blocks, kThreads, 0, st>>>(info, f1, l1, batch, k, cond_max);
+    panel_tts_kernel<T><<<rows, kThreads, 0, st>>>(yy, y_bstride, y_ld, m, k, x1, q1);
+    if (mode != 0) {
+      panel_gram_kernel<T><<<nb, kThreads, 0, st>>>(q1, m * k, m, m, k, g2);
+      cholesky_kernel<T><<<nb, kThreads, 0, st>>>(g2, l2, info, k);
+      tril_inverse_kernel<T><<<nb, kThreads, 0, st>>>(l2, static_cast<T*>(x), f2, k);
+      panel_pass2_kernel<T><<<nb, kThreads, 0, st>>>(info, f2, g2, l1, l2, static_cast<T*>(l), k, gate);
+      if (mode == 2) panel_tts_kernel<T><<<rows, kThreads, 0, st>>>(q1, m * k, m, m, k, static_cast<T*>(x), static_cast<T*>(q));
+    }
+    panel_finish_kernel<T><<<nb, kThreads, 0, st>>>(info, f1, f2, mode, static_cast<T*>(q), static_cast<T*>(l),
+                                                    static_cast<T*>(x), m, k);
+    SL_CUDA_CHECK_LAUNCH("cholqr_panel");
     return Status::ok();
   });
 }

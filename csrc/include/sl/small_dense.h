@@ -1,9 +1,11 @@
 // Small dense batched kernels for the k x k stage of randomized low-rank methods:
 // Cholesky with a breakdown flag, lower-triangular inverse, cyclic (parallel-order)
-// two-sided Jacobi for symmetric eigenproblems, one-sided (Hestenes) Jacobi SVD.
+// two-sided Jacobi for symmetric eigenproblems, one-sided (Hestenes) Jacobi SVD; and the
+// fused CholeskyQR passes on tall m x k panels built on the first two.
 //
 // Contract (CPU and CUDA alike, same algorithm and same rotation order):
-//  * every matrix argument is a contiguous batch (batch, rows, cols), row-major;
+//  * every matrix argument is a contiguous batch (batch, rows, cols), row-major (the panels
+//    of cholqr_panel: column-major, see there);
 //  * float32 (code 0) and float64 (code 1) only; the 16-bit formats are converted to
 //    float32 by the Python layer (InvalidArgument here);
 //  * n <= kSmallDenseMaxN;
@@ -56,6 +58,31 @@ Status svd_jacobi_cpu(int dtype, void* at, void* vt, std::int32_t* info, std::in
                       std::int64_t n, int max_sweeps);
 Status svd_jacobi_cuda(int dtype, void* at, void* vt, std::int32_t* info, std::int64_t batch, std::int64_t m,
                        std::int64_t n, int max_sweeps, const Exec& exec);
+
+// CholeskyQR passes on a batch of tall panels Y (m x k, m >= k, k <= kSmallDenseMaxN), fused:
+// Gram G = Y^T Y, Cholesky G = L L^T, X = L^{-1}, Q = Y X^T, all in one call (the CPU
+// kernel blocks the Gram and the product over rows, SIMD along the contiguous columns).
+//   y: element (b, r, c) at y[b * y_bstride + c * y_ld + r] (column-major panels, y_ld >= m);
+//   q: (batch, k, m) contiguous out = column-major (b, m, k) panels;
+//   mode 0 (one pass):  q = Q = Y L^{-T};  l = L;  x = L^{-1};
+//   mode 1 (CholeskyQR2, factored): q = Q1 = Y L1^{-T}, then G2 = Q1^T Q1 = L2 L2^T;
+//          l = L1 L2 (Y = (Q1 L2^{-T}) l^T);  x = L2^{-1} (the orthonormal basis is Q1 x^T);
+//   mode 2 (CholeskyQR2): as mode 1 with q = Q1 L2^{-T} formed (the orthonormal basis).
+//   l, x: (batch, k, k) row-major out (lower triangular; strict upper triangle zero);
+//   info[b] = 0 accepted; 1 when the first pass fails: a Cholesky breakdown (a pivot not
+//     positive and finite) or max(diag L1) > cond_max * min(diag L1); 2 when the second
+//     pass fails (modes 1, 2): ||G2 - I||_F > gate (or not finite) or its Cholesky breaks
+//     down. A failed element has q, l and x zero (finite whatever Y held);
+//   work: cholqr_panel_work_elems(mode, batch, m, k) elements of the dtype (scratch).
+inline std::int64_t cholqr_panel_work_elems(int mode, std::int64_t batch, std::int64_t m, std::int64_t k) {
+  return 5 * batch * k * k + 2 * batch + (mode == 2 ? batch * m * k : 0);
+}
+Status cholqr_panel_cpu(int dtype, int mode, const void* y, std::int64_t y_bstride, std::int64_t y_ld, void* q,
+                        void* l, void* x, std::int32_t* info, void* work, std::int64_t batch, std::int64_t m,
+                        std::int64_t k, double cond_max, double gate);
+Status cholqr_panel_cuda(int dtype, int mode, const void* y, std::int64_t y_bstride, std::int64_t y_ld, void* q,
+                         void* l, void* x, std::int32_t* info, void* work, std::int64_t batch, std::int64_t m,
+                         std::int64_t k, double cond_max, double gate, const Exec& exec);
 
 // Round-robin ordering shared by both backends: for n' = n rounded up to even, step r in
 // [0, n' - 1) pairs slot i with slot n' - 1 - i (i < n'/2); slot 0 holds index 0 and slot

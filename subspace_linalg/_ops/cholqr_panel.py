@@ -1,0 +1,72 @@
+"""subspace_linalg::cholqr_panel: fused CholeskyQR passes on a batch of tall panels.
+
+    cholqr_panel(Y, mode, cond_max, gate) -> (Q, L, X, info)     Y (B, m, k), m >= k
+
+mode 0: one pass, Q = Y L^{-T} (L = chol(Y^T Y)), X = L^{-1}; mode 1: CholeskyQR2 with its
+second product left undone, Q = Q1 (the first pass's basis), L = L1 L2, X = L2^{-1} (the
+orthonormal basis is Q X^T and Y = (Q X^T) L^T); mode 2: CholeskyQR2, Q formed. info (B,)
+int32: 0 accepted, 1 the first pass failed (a Cholesky breakdown, or max/min of diag L1
+above ``cond_max``), 2 the second failed (||Q1^T Q1 - I||_F above ``gate``, or a
+breakdown); a failed element has Q, L and X zero. float32/float64, k <= 512. Q is
+column-major (the transposed view of a contiguous (B, k, m) block; a column-major Y is
+read in place, any other layout copied first), L and X contiguous. The cpu and cuda
+kernels call the native code; other devices use the pure-torch reference
+(subspace_linalg/reference/cholqr_panel.py).
+"""
+from __future__ import annotations
+
+import torch
+
+from .. import _native
+from .._dtypes import FLOATING
+from ..reference import cholqr_panel as _ref
+
+MAX_K = 512  # == sl::kSmallDenseMaxN
+
+
+def _check(Y: torch.Tensor, mode: int) -> None:
+    op = "cholqr_panel"
+    torch._check(Y.dtype in FLOATING, lambda: f"{op}: Y must be float32 or float64, got {Y.dtype}")
+    torch._check(Y.dim() == 3, lambda: f"{op}: Y must be (B, m, k), got shape {tuple(Y.shape)}")
+    torch._check(Y.shape[-2] >= Y.shape[-1], lambda: f"{op}: Y must have m >= k, got shape {tuple(Y.shape)}")
+    torch._check(Y.shape[-1] <= MAX_K, lambda: f"{op}: k must be <= {MAX_K}, got {Y.shape[-1]}")
+    torch._check(mode in (0, 1, 2), lambda: f"{op}: mode must be 0, 1 or 2, got {mode}")
+
+
+def _outputs(Y: torch.Tensor):
+    B, m, k = Y.shape
+    kw = dict(dtype=Y.dtype, device=Y.device)
+    return (torch.empty(B, k, m, **kw).mT, torch.empty(B, k, k, **kw), torch.empty(B, k, k, **kw),
+            torch.empty(B, dtype=torch.int32, device=Y.device))
+
+
+@torch.library.custom_op("subspace_linalg::cholqr_panel", mutates_args=())
+def cholqr_panel(Y: torch.Tensor, mode: int, cond_max: float,
+                 gate: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fused CholeskyQR passes (see the module docstring)."""
+    _check(Y, mode)
+    return _ref.cholqr_panel(Y, mode, cond_max, gate)
+
+
+@cholqr_panel.register_fake
+def _(Y, mode, cond_max, gate):
+    _check(Y, mode)
+    return _outputs(Y)
+
+
+@cholqr_panel.register_kernel(("cpu", "cuda"))
+def _(Y, mode, cond_max, gate):
+    _check(Y, mode)
+    B, m, k = Y.shape
+    if Y.numel() == 0:
+        Q, L, X, info = _outputs(Y)
+        return Q, L, X, info.zero_()
+    if Y.stride(-2) != 1 or Y.stride(-1) < m:
+        Y = Y.mT.contiguous().mT
+    Q, L, X, info = _outputs(Y)
+    C = _native.lib()
+    work = torch.empty(C.cholqr_panel_work_elems(mode, B, m, k), dtype=Y.dtype, device=Y.device)
+    C.cholqr_panel(_native.dtype_code(Y.dtype), mode, Y.data_ptr(), Y.stride(0), Y.stride(-1), Q.data_ptr(),
+                   L.data_ptr(), X.data_ptr(), info.data_ptr(), work.data_ptr(), B, m, k, float(cond_max),
+                   float(gate), _native.exec_args(Y))
+    return Q, L, X, info
