@@ -147,12 +147,20 @@ def routed(M: torch.Tensor, X: torch.Tensor) -> bool:
 
 def _conv_case(M: torch.Tensor, work: int) -> bool:
     """Whether M @ X is a batched A^T X that :func:`_conv_t` makes: M (..., r, c) with two
-    or more elements, the transposed view of a contiguous A (..., c, r), and at least
-    :data:`_CONV_MIN_WORK` multiply-adds an element, r and c >= :data:`_CONV_MIN_SIGNAL`,
-    r at least twice X's width l = work / (r c), and two or more torch threads."""
+    or more elements, the transposed view of a contiguous A (..., c, r), and the sizes of
+    :func:`conv_sizes`."""
     r, c = M.shape[-2], M.shape[-1]
-    return (M.dim() > 2 and M.numel() > r * c and work >= _CONV_MIN_WORK and min(r, c) >= _CONV_MIN_SIGNAL
-            and r * r * c >= 2 * work and M.mT.is_contiguous() and torch.get_num_threads() >= 2 and _ieee_conv())
+    return M.dim() > 2 and M.numel() > r * c and M.mT.is_contiguous() and conv_sizes(r, c, work // (r * c))
+
+
+def conv_sizes(r: int, c: int, l: int) -> bool:
+    """Whether a batched (r x c) @ (c x l) product, made from the transposed view of a
+    contiguous (c x r) block, is a grouped convolution (:func:`_conv_t`): at least
+    :data:`_CONV_MIN_WORK` multiply-adds an element, r and c >= :data:`_CONV_MIN_SIGNAL`,
+    r >= 2 l, two or more torch threads and torch's oneDNN convolutions in float32."""
+    work = r * c * l
+    return (work >= _CONV_MIN_WORK and min(r, c) >= _CONV_MIN_SIGNAL and r >= 2 * l
+            and torch.get_num_threads() >= 2 and _ieee_conv())
 
 
 def _ieee_conv() -> bool:

@@ -111,24 +111,41 @@ def _padded_mm(M, X):
     return (M @ Xp)[..., :l]
 
 
-def product(A, X, left, Alow=None):
+def product(A, X, left, Alow=None, Acols=None):
     """One pass: A^T @ X (``left``) or A @ X, in A's dtype; with ``Alow`` (A in a lower
     precision, e.g. bfloat16) the product is made from Alow and X rounded to its dtype
-    (float32 accumulation), and returned in A's dtype."""
+    (float32 accumulation), and returned in A's dtype. ``Acols``: None or a contiguous copy
+    of A^T (:func:`columns_copy`), from whose transposed view A @ X is then made."""
     if Alow is None:
+        if Acols is not None and not left:
+            return _mm(Acols.mT, X)
         return _mm(A.mT if left else A, X)
     P = _mm(Alow.mT if left else Alow, X.to(Alow.dtype))
     return P.to(A.dtype)
 
 
-def start_block(A, l, init, generator, Alow=None) -> torch.Tensor:
+def columns_copy(A, l, right_passes):
+    """A contiguous copy of A^T (the native transposed copy) when the float32 right products
+    A @ X of a batch then become grouped oneDNN convolutions (as the left ones A^T X are,
+    see _gemm.conv_sizes) and there are two or more of them to pay for the copy; else None.
+    Measured on an AMD EPYC (2 threads), 16 x 512^2, l = 42: the copy 1.8-2.5 ms, a right
+    product 2.6 ms as a convolution against 4.3-4.8 ms as a loop of oneDNN calls."""
+    m, n = A.shape[-2:]
+    if (right_passes < 2 or A.dim() < 3 or A.numel() <= m * n or A.dtype != torch.float32 or A.device.type != "cpu"
+            or not A.is_contiguous() or not _gemm.enabled() or not _gemm.conv_sizes(m, n, l)
+            or (torch.is_grad_enabled() and A.requires_grad) or torch.compiler.is_compiling()):
+        return None
+    return torch.ops.subspace_linalg.transpose_copy.default(A)
+
+
+def start_block(A, l, init, generator, Alow=None, Acols=None) -> torch.Tensor:
     """The block (..., m, l) the iteration starts from, before orthonormalization: A @ Omega
     with a Gaussian Omega (one pass; from ``Alow`` when given), or [init, G] padding init
     with Gaussian columns G up to l (no pass)."""
     m, n = A.shape[-2:]
     batch = A.shape[:-2]
     if init is None:
-        return product(A, gaussian(batch + (n, l), A.dtype, A.device, generator), False, Alow)
+        return product(A, gaussian(batch + (n, l), A.dtype, A.device, generator), False, Alow, Acols)
     extra = l - init.shape[-1]
     if extra <= 0:
         return init
@@ -198,20 +215,21 @@ def robust(run, A, *starts):
     if A.dim() == 2:
         return run(A, *starts, orth=orthonormalize)
     bad = torch.nonzero(~fo.ok, as_tuple=True)
-    redo = run(A[bad], *(s[bad] for s in starts), orth=orthonormalize)
+    redo = run(A[bad], *(None if s is None else s[bad] for s in starts), orth=orthonormalize)
     out = tuple(o.clone() for o in out)
     for o, r in zip(out, redo):
         o[bad] = r
     return out
 
 
-def alternate(A, Q, passes, orth=orthonormalize, Alow=None, nlow=0):
+def alternate(A, Q, passes, orth=orthonormalize, Alow=None, nlow=0, Acols=None):
     """``passes`` (>= 1) products alternately A^T @ X and A @ X starting from the left
     basis Q, orthonormalizing every product but the last (normalization after every pass:
     no loss of the trailing directions to rounding, HMT 2011 Alg. 4.4). The basis of the
     last product is fully orthonormal (``orth``); the earlier ones only need to span the
     product well conditioned (``span_orth(orth)``: one CholeskyQR pass). The first ``nlow``
-    products are made from ``Alow`` (mixed precision, see :func:`product`).
+    products are made from ``Alow`` (mixed precision, see :func:`product`); ``Acols``: see
+    :func:`product`.
 
     The basis of the last product is kept factored, X = Q1 T (``factored_orth``), and so is
     the last product, P = P1 T with P1 = A Q1 (or A^T Q1): T only ever multiplies small
@@ -222,7 +240,7 @@ def alternate(A, Q, passes, orth=orthonormalize, Alow=None, nlow=0):
     X, T, left = Q, None, True
     mid = span_orth(orth)
     for i in range(passes):
-        P = product(A, X, left, Alow if i < nlow else None)
+        P = product(A, X, left, Alow if i < nlow else None, Acols)
         if i == passes - 1:
             return P, (X, T), left
         if i == passes - 2:
@@ -243,7 +261,7 @@ def iterate_left(A, X0, iters, orth=orthonormalize):
 
 
 def lowrank_svd(A, X0, k, passes, krylov_iters=None, orth=orthonormalize, svd=svd_small,
-                orth_start=True, Alow=None, nlow=0, signs=None) -> SVDResult:
+                orth_start=True, Alow=None, nlow=0, signs=None, Acols=None) -> SVDResult:
     """The fixed-rank pipeline from a start block X0 (..., m, l): Q = orth(X0), then either
     ``passes`` alternating passes (subspace iteration) or ``krylov_iters`` block Krylov
     steps, then the rank-k factorization (no sign convention applied).
@@ -251,12 +269,13 @@ def lowrank_svd(A, X0, k, passes, krylov_iters=None, orth=orthonormalize, svd=sv
     ``orth_start=False`` skips orth(X0): valid for subspace iteration with passes >= 2 from
     a well-conditioned X0 (a warm start), since the first product is orthonormalized and
     only its span matters. ``Alow``/``nlow``: the first nlow passes from a lower-precision
-    copy of A (subspace iteration only, see :func:`alternate`). ``signs``: see :func:`factor`."""
+    copy of A (subspace iteration only, see :func:`alternate`). ``signs``: see :func:`factor`.
+    ``Acols``: see :func:`product` (subspace iteration only)."""
     if krylov_iters is not None:
         Qk, Z = block_krylov(A, orth(X0), krylov_iters, orth)
         return factor(Z, Qk, True, k, svd, orth, signs)
     Q = X0 if not orth_start and passes >= 2 else (orth if passes < 2 else span_orth(orth))(X0)
-    P, X, left = alternate(A, Q, passes, orth, Alow, nlow)
+    P, X, left = alternate(A, Q, passes, orth, Alow, nlow, Acols)
     return factor(P, X, left, k, svd, orth, signs)
 
 

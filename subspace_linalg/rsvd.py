@@ -188,15 +188,17 @@ def rsvd(A: torch.Tensor, rank: int | None, *, oversample: int = 10, power_iters
     low_products = 0 if pass_dtype is None else passes + (init is None) - 2
     Alow = (Ain.mT if flip else Ain).to(pass_dtype) if low_products > 0 else None  # no copy if A is in it
     sketch_low = init is None and Alow is not None
-    X0 = core.start_block(At, l, init, generator, Alow if sketch_low else None)
-    nlow = low_products - sketch_low  # of the passes after the sketch
     kiters = q if method == "block_krylov" else None
+    # float32 batches: the right products from a contiguous copy of A^T (as convolutions)
+    Acols = core.columns_copy(At, l, (init is None) + passes // 2) if Alow is None and kiters is None else None
+    X0 = core.start_block(At, l, init, generator, Alow if sketch_low else None, Acols)
+    nlow = low_products - sketch_low  # of the passes after the sketch
 
-    def run(A_, X0_, *low, orth):
+    def run(A_, X0_, Alow_, Acols_, orth):
         return tuple(core.lowrank_svd(A_, X0_, rank, passes, kiters, orth=orth, orth_start=init is None,
-                                      Alow=low[0] if low else None, nlow=nlow, signs="Vh" if flip else "U"))
+                                      Alow=Alow_, nlow=nlow, signs="Vh" if flip else "U", Acols=Acols_))
 
-    U, S, Vh = core.robust(run, At, X0, *(() if Alow is None else (Alow,)))
+    U, S, Vh = core.robust(run, At, X0, Alow, Acols)
     if flip:
         U, Vh = Vh.mT.contiguous(), U.mT
     return SVDResult(U, S, Vh)

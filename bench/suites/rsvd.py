@@ -48,13 +48,15 @@ def _excess(inp, res) -> float:
 def _gemm_chain(A, X, passes, low=None):
     """rsvd's products with A alone: A @ X, A^T @ Y, ... (``passes`` of them); with ``low``
     (mixed precision) the cast of A and all but the last two products in that dtype, made
-    as rsvd makes them (``_rsvd_core.product``)."""
-    from subspace_linalg._rsvd_core import product
+    as rsvd makes them (``_rsvd_core.product``; a float32 batch: the right products from
+    the transposed copy of A, whose making is counted here too)."""
+    from subspace_linalg._rsvd_core import columns_copy, product
 
     Alow = None if low is None else A.to(low)
+    Acols = columns_copy(A, X.shape[-1], (passes + 1) // 2) if low is None else None
     Y, left = X, False
     for i in range(passes):
-        Y = product(A, Y, left, Alow if i < passes - 2 else None)
+        Y = product(A, Y, left, Alow if i < passes - 2 else None, Acols)
         left = not left
     return Y
 
@@ -150,6 +152,25 @@ def _warm(m, n, k, dtype, device, seed, delta=0.05):
                      "oversample=0, one power iteration (2 passes)")
 
 
+def _transpose_case(batch, m, n, dtype, device) -> Case:
+    """The native transposed copy the batched rsvd makes once for its right products,
+    beside torch's transposing copy."""
+    op = torch.ops.subspace_linalg.transpose_copy.default
+
+    def setup():
+        g = torch.Generator().manual_seed(m + n)
+        return {"A": torch.randn(batch + (m, n), generator=g, dtype=torch.float64).to(dtype=dtype, device=device)}
+
+    def check(inp, At):
+        return 0.0 if torch.equal(At, inp["A"].mT.contiguous()) else float("inf")
+
+    b = f"{batch[0]}x" if batch else ""
+    return Case(SUITE, f"transpose_copy {b}{m}x{n} {_dt(dtype)}", setup, lambda inp: op(inp["A"]), check, 0.0,
+                [Peer("A.mT.contiguous()", lambda inp: inp["A"].mT.contiguous())],
+                params={"batch": list(batch), "m": m, "n": n, "dtype": _dt(dtype)},
+                note="bitwise check; the rsvd of a float32 batch makes its right products from this copy")
+
+
 def cases(device: str, dtype: torch.dtype, quick: bool) -> list[Case]:
     # mixed-precision rows where the input is float32 (bfloat16 passes; float32 last two)
     low = torch.bfloat16 if dtype == torch.float32 else None
@@ -168,6 +189,7 @@ def cases(device: str, dtype: torch.dtype, quick: bool) -> list[Case]:
         _cold((16,), 512, 512, 32, dtype, device, [_lowrank_peer(32)], 2),
         _cold((), 2048, 5461, 256, dtype, device, [_full_svd_peer(256), _lowrank_peer(256)], 3),
         _warm(2048, 5461, 256, dtype, device, 4),
+        _transpose_case((16,), 512, 512, dtype, device),
     ]
     if low is not None:
         rows[1:1] = [_cold((), 2048, 2048, 64, dtype, device, [_lowrank_peer(64)], 1, low)]
