@@ -24,27 +24,32 @@ from .sketching import draw_seed, random_matrix
 
 
 _TAG = 6  # the counter-based generator's stream for these blocks (sketching's are 1-5)
+_NATIVE_MIN = 1 << 16  # entries from which the native generator is faster (see gaussian)
 
 
 def gaussian(shape, dtype, device, generator) -> torch.Tensor:
     """Standard normal block (..., rows, cols).
 
-    For a CPU block (float32/float64, a CPU generator or None, outside torch.compile) it
+    A CPU block (a CPU generator or None) is drawn as its transpose: it is column-major, the
+    layout the oneDNN products read in place (a row-major one is copied first: 16 x 512 x
+    42, 16 copies, 1.4 ms). From 2^16 entries (float32/float64, outside torch.compile) it
     comes from the native counter-based generator (``sketching.random_matrix``: Philox
-    keyed by a seed drawn from ``generator``, so the same seed gives the same block), drawn
-    as its transpose: the block is column-major, the layout the oneDNN products read in
-    place. Measured on an AMD EPYC (2 threads) against torch.randn: 16 x 512 x 42 0.80
-    against 1.19 ms, 2048 x 74 0.38 / 0.73, 5461 x 266 3.2 / 7.0, and the products then
-    skip the transposing copy of a row-major block (16 x 512 x 42: 16 copies, 1.4 ms).
+    keyed by a seed drawn from ``generator``, so the same seed gives the same block).
+    Measured on an AMD EPYC (2 threads) against torch.randn: 16 x 512 x 42 0.80 against
+    1.19 ms, 2048 x 74 0.38 / 0.73, 5461 x 266 3.2 / 7.0; 512 x 26 0.17 / 0.07 (the
+    native call's fixed cost), hence the floor.
 
     Elsewhere torch.randn; with a generator it is drawn on the generator's device (same
     seed -> same numbers wherever A lives) and moved to ``device``."""
-    if (torch.device(device).type == "cpu" and dtype in (torch.float32, torch.float64)
-            and (generator is None or generator.device.type == "cpu") and not torch.compiler.is_compiling()):
+    if torch.device(device).type == "cpu" and (generator is None or generator.device.type == "cpu"):
         *batch, rows, cols = shape
-        nb = math.prod(batch)
-        block = random_matrix(nb * cols, rows, kind="gaussian", seed=draw_seed(generator), tag=_TAG, dtype=dtype)
-        return block.reshape(tuple(batch) + (cols, rows)).mT
+        tshape = tuple(batch) + (cols, rows)
+        if (dtype in (torch.float32, torch.float64) and math.prod(shape) >= _NATIVE_MIN
+                and not torch.compiler.is_compiling()):
+            block = random_matrix(math.prod(batch) * cols, rows, kind="gaussian", seed=draw_seed(generator), tag=_TAG,
+                                  dtype=dtype)
+            return block.reshape(tshape).mT
+        return torch.randn(tshape, dtype=dtype, generator=generator).mT
     if generator is None:
         return torch.randn(shape, dtype=dtype, device=device)
     g = torch.randn(shape, dtype=dtype, device=generator.device, generator=generator)

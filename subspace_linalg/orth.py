@@ -133,11 +133,9 @@ def _chol_inv(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
 
 _HOUSEHOLDER_SPAN_WORK = 1 << 19   # batch * m * l^2 up to which Householder beats one CholeskyQR pass
 _HOUSEHOLDER_FULL_WORK = 1 << 21   # m * l^2 up to which it beats CholeskyQR2 (one matrix; batches: 1 << 19)
-# ... and one pass of the fused CholeskyQR (_panel_better), op call included: 512 x 26
-# 0.071 against 0.106 ms, 8 x 128 x 18 0.090 / 0.169; Householder still faster at 128 x 18
-# (0.031 / 0.065), 256 x 16, 8 x 64 x 8; CholeskyQR2 fused about level with it at 512 x 26,
-# 384 x 58, 8 x 128 x 18 (AMD EPYC, 2 threads)
-_HOUSEHOLDER_PANEL_SPAN_WORK = 1 << 18
+# (The fused CholeskyQR pass, _panel_better, measured faster than Householder alone at 512 x
+# 26, 0.071 against 0.106 ms, and 8 x 128 x 18, 0.090 / 0.169, but inside rsvd Householder
+# stayed faster there: 512^2 r16 2.31 against 2.70 ms, 8 x 128^2 r8 1.82 / 2.41; AMD EPYC.)
 
 
 def householder_better(Y: torch.Tensor, full: bool = True) -> bool:
@@ -153,9 +151,7 @@ def householder_better(Y: torch.Tensor, full: bool = True) -> bool:
         return False
     work = Y.numel() * Y.shape[-1]
     single = Y.numel() == Y.shape[-2] * Y.shape[-1]
-    if full and single:
-        return work <= _HOUSEHOLDER_FULL_WORK
-    return work <= (_HOUSEHOLDER_PANEL_SPAN_WORK if not full and _panel_better(Y) else _HOUSEHOLDER_SPAN_WORK)
+    return work <= (_HOUSEHOLDER_FULL_WORK if full and single else _HOUSEHOLDER_SPAN_WORK)
 
 
 def tall_times_small(Y: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
