@@ -185,7 +185,9 @@ def _panel_better(Y: torch.Tensor) -> bool:
     From 96 columns the two are close (2048 x 128: 0.79 / 1.50 / 1.96 against 0.85 / 1.57 /
     2.11; 4 x 1024 x 128: 1.58 / 3.59 / 4.18 against 1.75 / 3.61 / 4.50), and at 256 the
     fused one is level or slower (5461 x 256 factored: 18.1 against 17.8), the k x k stage
-    then being LAPACK's ground. CUDA keeps the composite (cuBLAS GEMMs;
+    then being LAPACK's ground. float64, one pass / factored: 16 x 512 x 42 0.84 / 1.43
+    against 2.39 / 4.34, 2048 x 74 0.66 / 0.95 against 1.98 / 2.99, 8192 x 64 1.69 / 1.95
+    against 8.42 / 11.8, 4 x 1024 x 128 3.02 / 5.94 against 6.41 / 10.0. CUDA keeps the composite (cuBLAS GEMMs;
     the fused CUDA kernels are unmeasured)."""
     return (Y.device.type == "cpu" and Y.shape[-1] <= _PANEL_MAX_K and Y.dtype in (torch.float32, torch.float64)
             and not (Y.requires_grad and torch.is_grad_enabled()))
