@@ -169,26 +169,27 @@ def tall_times_small(Y: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
     return Y @ S
 
 
-_PANEL_MAX_K = 128  # widest block the fused CholeskyQR takes (see _panel_better)
+_PANEL_MAX_K = 256  # widest block the fused CholeskyQR takes (see _panel_better)
 
 
 def _panel_better(Y: torch.Tensor) -> bool:
     """Where the fused native CholeskyQR (``subspace_linalg::cholqr_panel``: Gram, Cholesky,
     inverse and product in one call, split over the threads by panel and by rows) replaces
-    the composite of torch GEMMs and small-kernel calls: CPU blocks of at most 128 columns,
+    the composite of torch GEMMs and small-kernel calls: CPU blocks of at most 256 columns,
     outside autograd. Measured on an AMD EPYC (2 threads), fused against composite, one
     pass / CholeskyQR2 factored / formed, in ms: 16 x 512 x 42 0.35 / 0.69 / 0.88 against
     1.24 / 2.08 / 2.56; 32 x 1024 x 32 0.73 / 1.43 / 1.76 against 2.65 / 4.41 / 5.59;
     64 x 256 x 26 0.75 / 1.64 / 2.03 against 1.44 / 2.62 / 3.15; 8 x 128 x 18 0.055 /
     0.091 / 0.097 against 0.28 / 0.56 / 0.59; one matrix 2048 x 74 0.34 / 0.57 / 0.76
     against 1.04 / 2.01 / 2.32, 8192 x 64 0.75 / 1.31 / 1.70 against 1.92 / 3.75 / 4.07.
-    From 96 columns the two are close (2048 x 128: 0.79 / 1.50 / 1.96 against 0.85 / 1.57 /
-    2.11; 4 x 1024 x 128: 1.58 / 3.59 / 4.18 against 1.75 / 3.61 / 4.50), and at 256 the
-    fused one is level or slower (5461 x 256 factored: 18.1 against 17.8), the k x k stage
-    then being LAPACK's ground. float64, one pass / factored: 16 x 512 x 42 0.84 / 1.43
-    against 2.39 / 4.34, 2048 x 74 0.66 / 0.95 against 1.98 / 2.99, 8192 x 64 1.69 / 1.95
-    against 8.42 / 11.8, 4 x 1024 x 128 3.02 / 5.94 against 6.41 / 10.0. CUDA keeps the composite (cuBLAS GEMMs;
-    the fused CUDA kernels are unmeasured)."""
+    Wider blocks, one pass / factored: 2048 x 192 2.18 / 3.76 against 3.13 / 5.12, 2048 x
+    256 3.97 / 7.35 against 4.64 / 8.95, 5461 x 256 8.9 / 15.1 against 10.4 / 18.2, 4 x 2048
+    x 256 15.4 / 26.2 against 18.6 / 31.5; beyond, the k x k stage is LAPACK's ground (4096
+    x 384: 18.3 / 31.6 against 19.7 / 27.8; 8192 x 512: 77 / 149 against 52 / 84).
+    float64, one pass / factored: 16 x 512 x 42 0.84 / 1.43 against 2.39 / 4.34, 2048 x 74
+    0.66 / 0.95 against 1.98 / 2.99, 8192 x 64 1.69 / 1.95 against 8.42 / 11.8, 4 x 1024 x
+    128 3.02 / 5.94 against 6.41 / 10.0, 5461 x 256 18.4 / 30.0 against 33.2 / 51.8. CUDA
+    keeps the composite (cuBLAS GEMMs; the fused CUDA kernels are unmeasured)."""
     return (Y.device.type == "cpu" and Y.shape[-1] <= _PANEL_MAX_K and Y.dtype in (torch.float32, torch.float64)
             and not (Y.requires_grad and torch.is_grad_enabled()))
 
