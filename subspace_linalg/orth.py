@@ -169,7 +169,8 @@ def tall_times_small(Y: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
     return Y @ S
 
 
-_PANEL_MAX_K = 256  # widest block the fused CholeskyQR takes (see _panel_better)
+_PANEL_MAX_K = 256  # widest block the fused CholeskyQR takes (see _panel_better) ...
+_PANEL_COPY_MAX_K = 128  # ... and the widest it copies to column-major first (the drivers' blocks already are)
 
 
 def _panel_better(Y: torch.Tensor) -> bool:
@@ -185,13 +186,21 @@ def _panel_better(Y: torch.Tensor) -> bool:
     Wider blocks, one pass / factored: 2048 x 192 2.18 / 3.76 against 3.13 / 5.12, 2048 x
     256 3.97 / 7.35 against 4.64 / 8.95, 5461 x 256 8.9 / 15.1 against 10.4 / 18.2, 4 x 2048
     x 256 15.4 / 26.2 against 18.6 / 31.5; beyond, the k x k stage is LAPACK's ground (4096
-    x 384: 18.3 / 31.6 against 19.7 / 27.8; 8192 x 512: 77 / 149 against 52 / 84).
+    x 384: 18.3 / 31.6 against 19.7 / 27.8; 8192 x 512: 77 / 149 against 52 / 84). Those
+    were column-major blocks (the layout of the drivers' products); another layout is copied
+    first, which at 16384 x 256 costs more than the margin (orthonormalize of a row-major
+    block 72.5 against 57.1 ms): above 128 columns only column-major blocks are taken.
     float64, one pass / factored: 16 x 512 x 42 0.84 / 1.43 against 2.39 / 4.34, 2048 x 74
     0.66 / 0.95 against 1.98 / 2.99, 8192 x 64 1.69 / 1.95 against 8.42 / 11.8, 4 x 1024 x
     128 3.02 / 5.94 against 6.41 / 10.0, 5461 x 256 18.4 / 30.0 against 33.2 / 51.8. CUDA
     keeps the composite (cuBLAS GEMMs; the fused CUDA kernels are unmeasured)."""
-    return (Y.device.type == "cpu" and Y.shape[-1] <= _PANEL_MAX_K and Y.dtype in (torch.float32, torch.float64)
-            and not (Y.requires_grad and torch.is_grad_enabled()))
+    k = Y.shape[-1]
+    return (Y.device.type == "cpu" and k <= _PANEL_MAX_K and Y.dtype in (torch.float32, torch.float64)
+            and (k <= _PANEL_COPY_MAX_K or _column_major(Y)) and not (Y.requires_grad and torch.is_grad_enabled()))
+
+
+def _column_major(Y: torch.Tensor) -> bool:
+    return Y.stride(-2) == 1 and Y.stride(-1) >= Y.shape[-2]
 
 
 def _panel(Y: torch.Tensor, mode: int):

@@ -162,6 +162,8 @@ def test_routing_and_composite_agree(gen, monkeypatch):
     Y = _panels(4, 512, 42, torch.float32, gen(11))
     assert orth._panel_better(Y) and not orth._panel_better(torch.randn(2, 300, 257))
     assert not orth._panel_better(Y.clone().requires_grad_())
+    wide = torch.randn(2, 200, 300).mT  # above 128 columns only column-major blocks (no copy)
+    assert orth._panel_better(wide) and not orth._panel_better(wide.contiguous())
     fused = [orth.cholqr_span(Y), orth.cholqr2(Y), orth.cholqr2_factored(Y)]
     monkeypatch.setattr(orth, "_panel_better", lambda Y: False)
     comp = [orth.cholqr_span(Y), orth.cholqr2(Y), orth.cholqr2_factored(Y)]

@@ -9,7 +9,7 @@ int32: 0 accepted, 1 the first pass failed (a Cholesky breakdown, or max/min of 
 above ``cond_max``), 2 the second failed (||Q1^T Q1 - I||_F above ``gate``, or a
 breakdown); a failed element has Q, L and X zero. float32/float64, k <= 512. Q is
 column-major (the transposed view of a contiguous (B, k, m) block; a column-major Y is
-read in place, any other layout copied first), L and X contiguous. The cpu and cuda
+read in place, any other layout copied first by subspace_linalg::transpose_copy), L and X contiguous. The cpu and cuda
 kernels call the native code; other devices use the pure-torch reference
 (subspace_linalg/reference/cholqr_panel.py).
 """
@@ -61,8 +61,8 @@ def _(Y, mode, cond_max, gate):
     if Y.numel() == 0:
         Q, L, X, info = _outputs(Y)
         return Q, L, X, info.zero_()
-    if Y.stride(-2) != 1 or Y.stride(-1) < m:
-        Y = Y.mT.contiguous().mT
+    if Y.stride(-2) != 1 or Y.stride(-1) < m:  # to column-major panels: the native transposed copy
+        Y = torch.ops.subspace_linalg.transpose_copy.default(Y).mT
     Q, L, X, info = _outputs(Y)
     C = _native.lib()
     work = torch.empty(C.cholqr_panel_work_elems(mode, B, m, k), dtype=Y.dtype, device=Y.device)
