@@ -331,8 +331,8 @@ __global__ void panel_gram_kernel(const T* __restrict__ y, i64 ybs, i64 yld, i64
 template <typename T>
 __global__ void panel_tts_kernel(const T* __restrict__ y, i64 ybs, i64 yld, i64 m, i64 k, const T* __restrict__ x_all,
                                  T* __restrict__ q_all) {
-  const i64 b = blockIdx.y;
-  const i64 r = static_cast<i64>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const i64 b = blockIdx.x;  // (the batch on grid x: up to 2^31 - 1 panels; row tiles on grid y)
+  const i64 r = static_cast<i64>(blockIdx.y) * blockDim.x + threadIdx.x;
   if (r >= m) return;
   const T* yb = y + b * ybs + r;
   const T* x = x_all + b * k * k;
@@ -476,7 +476,8 @@ Status cholqr_panel_cuda(int dtype, int mode, const void* y, i64 y_bstride, i64 
   SL_RETURN_IF_ERROR(check_dims("cholqr_panel", batch, k));
   SL_REQUIRE(mode >= 0 && mode <= 2, "cholqr_panel: mode must be 0, 1 or 2, got " + std::to_string(mode));
   SL_REQUIRE(m >= k, "cholqr_panel: needs m >= k, got m=" + std::to_string(m) + ", k=" + std::to_string(k));
-  SL_REQUIRE(m <= i64{INT_MAX} * kThreads, "cholqr_panel: m too large for the CUDA grid, got " + std::to_string(m));
+  SL_REQUIRE(m <= i64{65535} * kThreads, "cholqr_panel: m must be <= " + std::to_string(i64{65535} * kThreads) +
+                                              " on CUDA, got " + std::to_string(m));
   if (batch == 0 || k == 0) return Status::ok();
   SL_REQUIRE(y_ld >= m, "cholqr_panel: the column stride must be >= m, got " + std::to_string(y_ld) + " < " +
                             std::to_string(m));
@@ -496,7 +497,7 @@ Status cholqr_panel_cuda(int dtype, int mode, const void* y, i64 y_bstride, i64 
     std::int32_t* f2 = f1 + batch;
     T* q1 = mode == 2 ? w + 5 * batch * kk + 2 * batch : static_cast<T*>(q);
     const unsigned nb = static_cast<unsigned>(batch);
-    const dim3 rows(static_cast<unsigned>((m + kThreads - 1) / kThreads), nb);
+    const dim3 rows(nb, static_cast<unsigned>((m + kThreads - 1) / kThreads));
     const unsigned flag_blocks = static_cast<unsigned>((batch + kThreads - 1) / kThreads);
     const T* yy = static_cast<const T*>(y);
     panel_gram_kernel<T><<<nb, kThreads, 0, st>>>(yy, y_bstride, y_ld, m, k, g1);
@@ -509,7 +510,8 @@ Status cholqr_panel_cuda(int dtype, int mode, const void* y, i64 y_bstride, i64 
       cholesky_kernel<T><<<nb, kThreads, 0, st>>>(g2, l2, info, k);
       tril_inverse_kernel<T><<<nb, kThreads, 0, st>>>(l2, static_cast<T*>(x), f2, k);
       panel_pass2_kernel<T><<<nb, kThreads, 0, st>>>(info, f2, g2, l1, l2, static_cast<T*>(l), k, gate);
-      if (mode == 2) panel_tts_kernel<T><<<rows, kThreads, 0, st>>>(q1, m * k, m, m, k, static_cast<T*>(x), static_cast<T*>(q));
+      if (mode == 2)
+        panel_tts_kernel<T><<<rows, kThreads, 0, st>>>(q1, m * k, m, m, k, static_cast<T*>(x), static_cast<T*>(q));
     }
     panel_finish_kernel<T><<<nb, kThreads, 0, st>>>(info, f1, f2, mode, static_cast<T*>(q), static_cast<T*>(l),
                                                     static_cast<T*>(x), m, k);
