@@ -129,14 +129,20 @@ def product(A, X, left, Alow=None, Acols=None):
     return P.to(A.dtype)
 
 
+_COLUMNS_COPY_MAX_BYTES = 1 << 30  # the largest batch columns_copy duplicates (1 GiB)
+
+
 def columns_copy(A, l, right_passes):
     """A contiguous copy of A^T (the native transposed copy) when the float32 right products
     A @ X of a batch then become grouped oneDNN convolutions (as the left ones A^T X are,
     see _gemm.conv_sizes) and there are two or more of them to pay for the copy; else None.
     Measured on an AMD EPYC (2 threads), 16 x 512^2, l = 42: the copy 1.8-2.5 ms, a right
-    product 2.6 ms as a convolution against 4.3-4.8 ms as a loop of oneDNN calls."""
+    product 2.6 ms as a convolution against 4.3-4.8 ms as a loop of oneDNN calls. The copy
+    doubles A's memory for the call, so it is made for batches of at most
+    :data:`_COLUMNS_COPY_MAX_BYTES` only."""
     m, n = A.shape[-2:]
     if (right_passes < 2 or A.dim() < 3 or A.numel() <= m * n or A.dtype != torch.float32 or A.device.type != "cpu"
+            or A.numel() * A.element_size() > _COLUMNS_COPY_MAX_BYTES
             or not A.is_contiguous() or not _gemm.enabled() or not _gemm.conv_sizes(m, n, l)
             or (torch.is_grad_enabled() and A.requires_grad) or torch.compiler.is_compiling()):
         return None

@@ -83,6 +83,12 @@ def test_columns_copy_rules(gen):
     assert core.columns_copy(A.double(), 42, 3) is None        # float32 only (the oneDNN route)
     assert core.columns_copy(A.mT, 42, 3) is None              # not contiguous
     assert core.columns_copy(torch.randn(4, 100, 100), 10, 3) is None  # below the convolution's sizes
+    monkey = core._COLUMNS_COPY_MAX_BYTES
+    try:
+        core._COLUMNS_COPY_MAX_BYTES = A.numel() * 4 - 1  # just below this batch's size
+        assert core.columns_copy(A, 42, 3) is None
+    finally:
+        core._COLUMNS_COPY_MAX_BYTES = monkey
 
 
 @pytest.mark.cuda
