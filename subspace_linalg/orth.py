@@ -169,14 +169,14 @@ def tall_times_small(Y: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
     return Y @ S
 
 
-_PANEL_MAX_K = 256  # widest block the fused CholeskyQR takes (see _panel_better) ...
+_PANEL_MAX_K = 288  # widest block the fused CholeskyQR takes (see _panel_better) ...
 _PANEL_COPY_MAX_K = 128  # ... and the widest it copies to column-major first (the drivers' blocks already are)
 
 
 def _panel_better(Y: torch.Tensor) -> bool:
     """Where the fused native CholeskyQR (``subspace_linalg::cholqr_panel``: Gram, Cholesky,
     inverse and product in one call, split over the threads by panel and by rows) replaces
-    the composite of torch GEMMs and small-kernel calls: CPU blocks of at most 256 columns,
+    the composite of torch GEMMs and small-kernel calls: CPU blocks of at most 288 columns,
     outside autograd. Measured on an AMD EPYC (2 threads), fused against composite, one
     pass / CholeskyQR2 factored / formed, in ms: 16 x 512 x 42 0.35 / 0.69 / 0.88 against
     1.24 / 2.08 / 2.56; 32 x 1024 x 32 0.73 / 1.43 / 1.76 against 2.65 / 4.41 / 5.59;
@@ -185,7 +185,9 @@ def _panel_better(Y: torch.Tensor) -> bool:
     against 1.04 / 2.01 / 2.32, 8192 x 64 0.75 / 1.31 / 1.70 against 1.92 / 3.75 / 4.07.
     Wider blocks, one pass / factored: 2048 x 192 2.18 / 3.76 against 3.13 / 5.12, 2048 x
     256 3.97 / 7.35 against 4.64 / 8.95, 5461 x 256 8.9 / 15.1 against 10.4 / 18.2, 4 x 2048
-    x 256 15.4 / 26.2 against 18.6 / 31.5; beyond, the k x k stage is LAPACK's ground (4096
+    x 256 15.4 / 26.2 against 18.6 / 31.5, 2048 x 266 4.9 / 8.8 against 6.4 / 11.7, 5461 x 266
+    11.6 / 16.5 against 11.7 / 19.0 (rsvd 2048 x 5461 r256, l = 266: 300 against 315 ms);
+    beyond, the k x k stage is LAPACK's ground (4096
     x 384: 18.3 / 31.6 against 19.7 / 27.8; 8192 x 512: 77 / 149 against 52 / 84). Those
     were column-major blocks (the layout of the drivers' products); another layout is copied
     first, which at 16384 x 256 costs more than the margin (orthonormalize of a row-major
