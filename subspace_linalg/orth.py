@@ -396,7 +396,8 @@ def orthonormalize(Y: torch.Tensor, *, method: str = "auto", check_finite: bool 
 
     * ``"auto"`` (default): for small blocks on the CPU (batch m k^2 up to 2^21 for one
       matrix, 2^19 for a batch; see :func:`householder_better`) Householder QR, measured
-      faster there; otherwise CholeskyQR2 (two Gram GEMMs through torch, the native batched
+      faster there; otherwise CholeskyQR2 (on the CPU up to 288 columns one fused native call,
+      see :func:`_panel_better`; else two Gram GEMMs through torch, the native batched
       Cholesky and triangular inverse, two GEMMs), checked per batch element: a Cholesky
       breakdown, a Cholesky-diagonal condition estimate beyond u^{-1/2} (Gram beyond 1/u) or
       a first-pass Q with ||Q1^T Q1 - I||_F > 1/2 sends that element to shifted CholeskyQR3

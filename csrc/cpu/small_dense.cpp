@@ -125,12 +125,9 @@ Status svd_jacobi_cpu(int dtype, void* at, void* vt, std::int32_t* info, i64 bat
 Status cholqr_panel_cpu(int dtype, int mode, const void* y, i64 y_bstride, i64 y_ld, void* q, void* l, void* x,
                         std::int32_t* info, void* work, i64 batch, i64 m, i64 k, double cond_max, double gate) {
   SL_RETURN_IF_ERROR(check_dims("cholqr_panel", batch, k));
-  SL_REQUIRE(mode >= 0 && mode <= 2, "cholqr_panel: mode must be 0, 1 or 2, got " + std::to_string(mode));
-  SL_REQUIRE(m >= k, "cholqr_panel: needs m >= k, got m=" + std::to_string(m) + ", k=" + std::to_string(k));
-  if (batch == 0 || k == 0) return Status::ok();
-  SL_REQUIRE(y_ld >= m, "cholqr_panel: the column stride must be >= m, got " + std::to_string(y_ld) + " < " +
-                            std::to_string(m));
-  SL_REQUIRE(y && q && l && x && info && work, "cholqr_panel: null pointer");
+  bool empty = false;
+  SL_RETURN_IF_ERROR(cholqr_panel_check(mode, y, y_ld, q, l, x, info, work, batch, m, k, &empty));
+  if (empty) return Status::ok();
   // fewer panels than threads: every panel's rows split into parts (of >= 256 rows)
   const int nt = max_threads();
   int parts = 1;

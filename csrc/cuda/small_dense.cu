@@ -474,14 +474,11 @@ Status cholqr_panel_cuda(int dtype, int mode, const void* y, i64 y_bstride, i64 
                          std::int32_t* info, void* work, i64 batch, i64 m, i64 k, double cond_max, double gate,
                          const Exec& exec) {
   SL_RETURN_IF_ERROR(check_dims("cholqr_panel", batch, k));
-  SL_REQUIRE(mode >= 0 && mode <= 2, "cholqr_panel: mode must be 0, 1 or 2, got " + std::to_string(mode));
-  SL_REQUIRE(m >= k, "cholqr_panel: needs m >= k, got m=" + std::to_string(m) + ", k=" + std::to_string(k));
   SL_REQUIRE(m <= i64{65535} * kThreads, "cholqr_panel: m must be <= " + std::to_string(i64{65535} * kThreads) +
                                               " on CUDA, got " + std::to_string(m));
-  if (batch == 0 || k == 0) return Status::ok();
-  SL_REQUIRE(y_ld >= m, "cholqr_panel: the column stride must be >= m, got " + std::to_string(y_ld) + " < " +
-                            std::to_string(m));
-  SL_REQUIRE(y && q && l && x && info && work, "cholqr_panel: null pointer");
+  bool empty = false;
+  SL_RETURN_IF_ERROR(cholqr_panel_check(mode, y, y_ld, q, l, x, info, work, batch, m, k, &empty));
+  if (empty) return Status::ok();
   SL_CUDA_DEVICE_GUARD(exec);
   return dispatch_real<DeviceTypes>(dtype, "cholqr_panel", [&](auto tag) -> Status {
     using T = decltype(tag);

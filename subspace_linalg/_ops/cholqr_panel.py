@@ -9,9 +9,9 @@ int32: 0 accepted, 1 the first pass failed (a Cholesky breakdown, or max/min of 
 above ``cond_max``), 2 the second failed (||Q1^T Q1 - I||_F above ``gate``, or a
 breakdown); a failed element has Q, L and X zero. float32/float64, k <= 512. Q is
 column-major (the transposed view of a contiguous (B, k, m) block; a column-major Y is
-read in place, any other layout copied first by subspace_linalg::transpose_copy), L and X contiguous. The cpu and cuda
-kernels call the native code; other devices use the pure-torch reference
-(subspace_linalg/reference/cholqr_panel.py).
+read in place, any other layout copied first by subspace_linalg::transpose_copy), L and X
+contiguous. The cpu and cuda kernels call the native code; other devices use the
+pure-torch reference (subspace_linalg/reference/cholqr_panel.py).
 """
 from __future__ import annotations
 

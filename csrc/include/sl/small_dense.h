@@ -13,6 +13,7 @@
 //    reported in info and its outputs stay finite when its input was finite.
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "sl/exec.h"
 #include "sl/status.h"
@@ -76,6 +77,20 @@ Status svd_jacobi_cuda(int dtype, void* at, void* vt, std::int32_t* info, std::i
 //   work: cholqr_panel_work_elems(mode, batch, m, k) elements of the dtype (scratch).
 inline std::int64_t cholqr_panel_work_elems(int mode, std::int64_t batch, std::int64_t m, std::int64_t k) {
   return 5 * batch * k * k + 2 * batch + (mode == 2 ? batch * m * k : 0);
+}
+// The argument checks both backends share (after their check of batch and k); *empty is set
+// when there is nothing to compute.
+inline Status cholqr_panel_check(int mode, const void* y, std::int64_t y_ld, const void* q, const void* l,
+                                 const void* x, const void* info, const void* work, std::int64_t batch,
+                                 std::int64_t m, std::int64_t k, bool* empty) {
+  SL_REQUIRE(mode >= 0 && mode <= 2, "cholqr_panel: mode must be 0, 1 or 2, got " + std::to_string(mode));
+  SL_REQUIRE(m >= k, "cholqr_panel: needs m >= k, got m=" + std::to_string(m) + ", k=" + std::to_string(k));
+  *empty = batch == 0 || k == 0;
+  if (*empty) return Status::ok();
+  SL_REQUIRE(y_ld >= m, "cholqr_panel: the column stride must be >= m, got " + std::to_string(y_ld) + " < " +
+                            std::to_string(m));
+  SL_REQUIRE(y && q && l && x && info && work, "cholqr_panel: null pointer");
+  return Status::ok();
 }
 Status cholqr_panel_cpu(int dtype, int mode, const void* y, std::int64_t y_bstride, std::int64_t y_ld, void* q,
                         void* l, void* x, std::int32_t* info, void* work, std::int64_t batch, std::int64_t m,
