@@ -49,3 +49,31 @@ def test_cli_json_and_plot(tmp_path, capsys):
     assert row["peers"][0]["name"] == "torch dense H matmul" and row["peers"][0]["ratio"] > 0
     assert not plot or (png.exists() and png.stat().st_size > 1000)
     assert "fwht 16384x256" in capsys.readouterr().out
+
+
+def test_rsvd_suite_has_the_gpu_rows():
+    """The issue's GPU rows (4096 x 11008 rank 256, fp32 and bf16) are in the full CUDA
+    suite beside torch.svd_lowrank and the GEMM floor; a 16-bit input also gets
+    svd_lowrank on A.float(), since svd_lowrank raises on it. Built, not run (no GPU here)."""
+    from subspace_linalg.bench.suites import rsvd
+
+    for dtype, peers in ((torch.float32, 1), (torch.bfloat16, 2)):
+        rows = [c for c in rsvd.cases("cuda", dtype, quick=False) if "4096x11008 r256" in c.name]
+        assert len(rows) == 1, [c.name for c in rsvd.cases("cuda", dtype, quick=False)]
+        names = [p.name for p in rows[0].peers]
+        assert sum(n.startswith("torch.svd_lowrank") for n in names) == peers
+        assert any(n.startswith("its own GEMMs") for n in names)
+    assert not any("4096x11008" in c.name for c in rsvd.cases("cpu", torch.float32, quick=False))
+
+
+def test_rsvd_matrix_on_a_device_is_the_cpu_one():
+    """A large case's test matrix is made on the device from the same CPU-drawn Gaussians:
+    here (CPU) both paths are one; the spectrum is i^-1 and the bases orthonormal."""
+    from subspace_linalg.bench.suites import rsvd
+
+    U, s, V = rsvd._matrix((), 40, 24, 7, "cpu")
+    U2, s2, V2 = rsvd._matrix((), 40, 24, 7)
+    assert torch.equal(U, U2) and torch.equal(V, V2) and torch.equal(s, s2)
+    eye = torch.eye(24, dtype=torch.float64)
+    assert (U.mT @ U - eye).abs().max() < 1e-12 and (V.mT @ V - eye).abs().max() < 1e-12
+    assert torch.allclose(s, 1.0 / torch.arange(1, 25, dtype=torch.float64))

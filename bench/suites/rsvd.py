@@ -20,15 +20,17 @@ P, Q = 10, 2  # oversampling and power iterations, the same for every randomized
 TOL = 0.05    # the issue's target: <= 1.05 x the optimal error
 
 
-def _basis(rows, cols, g, batch):
-    return torch.linalg.qr(torch.randn(batch + (rows, cols), generator=g, dtype=torch.float64)).Q
+def _basis(rows, cols, g, batch, where="cpu"):
+    """An orthonormal (rows x cols) basis in float64: the Gaussian is drawn on the CPU (the
+    same numbers for every device), its QR made on ``where``."""
+    return torch.linalg.qr(torch.randn(batch + (rows, cols), generator=g, dtype=torch.float64).to(where)).Q
 
 
-def _matrix(batch, m, n, seed):
+def _matrix(batch, m, n, seed, where="cpu"):
     g = torch.Generator().manual_seed(seed)
     d = min(m, n)
-    s = torch.arange(1, d + 1, dtype=torch.float64) ** -1.0
-    U, V = _basis(m, d, g, batch), _basis(n, d, g, batch)
+    s = torch.arange(1, d + 1, dtype=torch.float64, device=where) ** -1.0
+    U, V = _basis(m, d, g, batch, where), _basis(n, d, g, batch, where)
     return U, s, V
 
 
@@ -39,8 +41,8 @@ def _rotate(B, angle, g):
 
 
 def _excess(inp, res) -> float:
-    U, S, Vh = (torch.as_tensor(t).to(torch.float64).cpu() for t in res)
     A = inp["A64"]
+    U, S, Vh = (torch.as_tensor(t).to(dtype=torch.float64, device=A.device) for t in res)
     err = (A - U * S.unsqueeze(-2) @ Vh).norm(dim=(-2, -1))
     return float((err / inp["opt"]).max() - 1.0)
 
@@ -62,8 +64,12 @@ def _gemm_chain(A, X, passes, low=None):
 
 
 def _setup(batch, m, n, k, dtype, device, seed, warm_delta=None, l=None):
+    # the float64 test matrix of a large case is made (and checked) on the GPU: on the
+    # CPU its QRs and product (4096 x 11008: about 0.5 TFLOP in float64) take minutes
+    where = device if str(device).startswith("cuda") and m * n >= (1 << 24) else "cpu"
+
     def setup():
-        U, s, V = _matrix(batch, m, n, seed)
+        U, s, V = _matrix(batch, m, n, seed, where)
         inp = {}
         if warm_delta is not None:  # the previous step's matrix and its basis (GaLore refresh)
             A0 = ((U * s) @ V.mT).to(dtype=dtype, device=device)
@@ -89,12 +95,23 @@ def _name(batch, m, n, k, dtype, what="rsvd"):
     return f"{what} {b}{m}x{n} r{k} {str(dtype).replace('torch.', '')}"
 
 
-def _lowrank_peer(k):
+def _lowrank_peer(k, cast=False):
+    """torch.svd_lowrank at the same q and oversampling; ``cast``: on A.float() (it raises
+    on bfloat16 / float16 input: what its users do instead, the cast timed with it)."""
     def fn(inp):
         torch.manual_seed(0)  # svd_lowrank draws its sketch from the global RNG: seeded, reproducible errors
-        U, S, V = torch.svd_lowrank(inp["A"], q=k + P, niter=Q)
+        U, S, V = torch.svd_lowrank(inp["A"].float() if cast else inp["A"], q=k + P, niter=Q)
         return U[..., :k], S[..., :k], V[..., :k].mT
-    return Peer(f"torch.svd_lowrank(q=k+{P}, niter={Q})", fn)
+    return Peer(f"torch.svd_lowrank({'A.float(), ' if cast else ''}q=k+{P}, niter={Q})", fn)
+
+
+def _lowrank_peers(k, dtype):
+    """svd_lowrank as it is, and for a 16-bit input also on A.float() (as it is, it raises:
+    the row shows that)."""
+    peers = [_lowrank_peer(k)]
+    if dtype not in (torch.float32, torch.float64):
+        peers.append(_lowrank_peer(k, cast=True))
+    return peers
 
 
 def _full_svd_peer(k):
@@ -176,8 +193,8 @@ def cases(device: str, dtype: torch.dtype, quick: bool) -> list[Case]:
     low = torch.bfloat16 if dtype == torch.float32 else None
     if quick:
         rows = [
-            _cold((), 512, 512, 16, dtype, device, [_lowrank_peer(16), _sklearn_peer(16)], 1),
-            _cold((8,), 128, 128, 8, dtype, device, [_lowrank_peer(8)], 2),
+            _cold((), 512, 512, 16, dtype, device, _lowrank_peers(16, dtype) + [_sklearn_peer(16)], 1),
+            _cold((8,), 128, 128, 8, dtype, device, _lowrank_peers(8, dtype), 2),
             _cold((), 384, 1024, 48, dtype, device, [_full_svd_peer(48)], 3),
             _warm(384, 1024, 48, dtype, device, 4),
         ]
@@ -185,9 +202,9 @@ def cases(device: str, dtype: torch.dtype, quick: bool) -> list[Case]:
             rows.insert(1, _cold((), 512, 512, 16, dtype, device, [_lowrank_peer(16)], 1, low))
         return rows
     rows = [
-        _cold((), 2048, 2048, 64, dtype, device, [_lowrank_peer(64), _sklearn_peer(64)], 1),
-        _cold((16,), 512, 512, 32, dtype, device, [_lowrank_peer(32)], 2),
-        _cold((), 2048, 5461, 256, dtype, device, [_full_svd_peer(256), _lowrank_peer(256)], 3),
+        _cold((), 2048, 2048, 64, dtype, device, _lowrank_peers(64, dtype) + [_sklearn_peer(64)], 1),
+        _cold((16,), 512, 512, 32, dtype, device, _lowrank_peers(32, dtype), 2),
+        _cold((), 2048, 5461, 256, dtype, device, [_full_svd_peer(256)] + _lowrank_peers(256, dtype), 3),
         _warm(2048, 5461, 256, dtype, device, 4),
         _transpose_case((16,), 512, 512, dtype, device),
     ]
@@ -195,4 +212,7 @@ def cases(device: str, dtype: torch.dtype, quick: bool) -> list[Case]:
         rows[1:1] = [_cold((), 2048, 2048, 64, dtype, device, [_lowrank_peer(64)], 1, low)]
         rows[3:3] = [_cold((16,), 512, 512, 32, dtype, device, [_lowrank_peer(32)], 2, low)]
         rows[5:5] = [_cold((), 2048, 5461, 256, dtype, device, [_full_svd_peer(256), _lowrank_peer(256)], 3, low)]
+    if str(device).startswith("cuda"):
+        # the issue's GPU row (a LLaMA-7B MLP gradient): fp32 and, with --dtype bfloat16, bf16
+        rows.append(_cold((), 4096, 11008, 256, dtype, device, _lowrank_peers(256, dtype), 5))
     return rows
