@@ -38,15 +38,28 @@ def _cpu_jacobi_better(kind: str, A: torch.Tensor) -> bool:
     return False
 
 
+def _cuda_jacobi_better(A: torch.Tensor) -> bool:
+    """On CUDA: the native Jacobi kernels for min(m, n) <= 32 or batches of 64 and more,
+    the thresholds of the native CUDA Cholesky (``_ops.small_dense._cuda_library_better``)."""
+    from ._ops.small_dense import CUDA_NATIVE_MAX_N, CUDA_NATIVE_MIN_BATCH
+
+    m, n = A.shape[-2], A.shape[-1]
+    return min(m, n) <= CUDA_NATIVE_MAX_N or A.numel() // max(m * n, 1) >= CUDA_NATIVE_MIN_BATCH
+
+
 def _use_jacobi(fn: str, method: str, A: torch.Tensor, kind: str) -> bool:
-    """"auto": the native Jacobi kernels on CUDA (batched, one block per matrix, where
-    torch's batched solvers stop at 32 x 32); on the CPU where they measure faster than
-    LAPACK (:func:`_cpu_jacobi_better`: large batches of small matrices), else
-    torch.linalg (LAPACK; 3-20x faster than Jacobi for a few matrices at n = 32..128,
-    bench/suites/orth.py); "jacobi" / "torch" force one."""
+    """"auto": on CUDA the native Jacobi kernels (one thread block per matrix, where
+    torch's batched solvers stop at 32 x 32) for small matrices or many of them, and
+    cuSOLVER (torch.linalg) for a few larger ones, which one block per matrix would leave
+    to a single multiprocessor (:func:`_cuda_jacobi_better`; not yet measured on a GPU); on
+    the CPU where they measure faster than LAPACK (:func:`_cpu_jacobi_better`: large
+    batches of small matrices), else torch.linalg (LAPACK; 3-20x faster than Jacobi for a
+    few matrices at n = 32..128, bench/suites/orth.py); "jacobi" / "torch" force one."""
     _validate.check_choice(fn, "method", method, METHODS)
     if method == "auto":
-        return A.device.type == "cuda" or (A.device.type == "cpu" and _cpu_jacobi_better(kind, A))
+        if A.device.type == "cuda":
+            return _cuda_jacobi_better(A)
+        return A.device.type == "cpu" and _cpu_jacobi_better(kind, A)
     return method == "jacobi"
 
 
@@ -117,7 +130,8 @@ def eigh_small(A: torch.Tensor, *, method: str = "auto", max_sweeps: int = DEFAU
     """Eigendecomposition of symmetric A (..., n, n), n <= 512. ``method="jacobi"``: the
     native batched two-sided cyclic Jacobi kernel (round-robin order; one Newton-Schulz
     polish of the eigenvectors); ``"torch"``: torch.linalg.eigh; ``"auto"`` (default):
-    Jacobi on CUDA, and on the CPU for large batches of small float32 matrices
+    Jacobi on CUDA for n <= 32 or batches of 64 and more, and on the CPU for large
+    batches of small float32 matrices
     (16 <= n <= 32 with batch >= 64, n < 16 with batch >= 256), where it measures faster;
     torch.linalg.eigh otherwise. Like
     ``torch.linalg.eigh`` the lower triangle is read. Returns ``EighResult(eigenvalues
@@ -146,9 +160,9 @@ def svd_small(A: torch.Tensor, *, method: str = "auto", max_sweeps: int = DEFAUL
     the square core runs the native batched one-sided (Hestenes) Jacobi kernel (high
     relative accuracy); U and V get one Newton-Schulz polish and U is completed to an
     orthonormal basis when A is rank-deficient. ``"torch"``: torch.linalg.svd. ``"auto"``
-    (default): Jacobi on CUDA, and on the CPU for large batches of small matrices (square
-    core n <= 48 with batch >= 32, n < 16 with batch >= 64), where it measures faster;
-    torch.linalg.svd otherwise.
+    (default): Jacobi on CUDA for n <= 32 or batches of 64 and more, and on the CPU for
+    large batches of small matrices (square core n <= 48 with batch >= 32, n < 16 with
+    batch >= 64), where it measures faster; torch.linalg.svd otherwise.
     float32 results for 16-bit inputs. Warns NotConvergedWarning if some matrix needed more
     than ``max_sweeps`` sweeps."""
     fn = "svd_small"

@@ -251,6 +251,22 @@ def test_auto_takes_jacobi_on_the_cpu_for_large_batches_of_small_matrices(gen):
     assert not sd._cpu_jacobi_better("eigh", S.double())
 
 
+def test_cuda_rule_keeps_few_large_matrices_off_the_one_block_kernels():
+    """The CUDA rule of "auto" (a shape rule, checked here on CPU tensors): Jacobi for
+    n <= 32 or batches of 64 and more; cuSOLVER for a few larger matrices, such as the
+    single 266 x 266 R of an rsvd at rank 256, which one block per matrix would leave to
+    one multiprocessor. The native CUDA Cholesky follows the same thresholds."""
+    from subspace_linalg import small_dense as sd
+    from subspace_linalg._ops import small_dense as ops_sd
+
+    assert not sd._cuda_jacobi_better(torch.empty(266, 266))
+    assert not sd._cuda_jacobi_better(torch.empty(16, 42, 42))
+    assert not sd._cuda_jacobi_better(torch.empty(8, 600, 40))
+    assert sd._cuda_jacobi_better(torch.empty(16, 32, 32)) and sd._cuda_jacobi_better(torch.empty(3, 500, 20))
+    assert sd._cuda_jacobi_better(torch.empty(64, 128, 128))
+    assert not ops_sd._cuda_library_better(torch.empty(266, 266))  # a CPU tensor: never the library route
+
+
 # ---------------------------------------------------------------- bad input
 def test_bad_input():
     with pytest.raises(TypeError, match="A must have dtype"):

@@ -1,5 +1,5 @@
 // CUDA transposed copy (contract: sl/transpose.h): 32 x 32 tiles through shared memory
-// (one column of padding against bank conflicts), 32 x 8 threads, the batch on grid z.
+// (one column of padding against bank conflicts), 32 x 8 threads, the batch on grid z (in chunks of 65535).
 #include <cuda_runtime.h>
 
 #include <climits>
@@ -44,11 +44,14 @@ Status launch(const void* in, void* out, i64 batch, i64 rows, i64 cols, const Ex
   const i64 gy = row_tiles < 65535 ? row_tiles : 65535;
   const i64 fold = (row_tiles + gy - 1) / gy;
   SL_REQUIRE(col_tiles * fold <= INT_MAX, "transpose_copy: matrix too large for the CUDA grid");
-  SL_REQUIRE(batch <= 65535, "transpose_copy: batch must be <= 65535 on CUDA, got " + std::to_string(batch));
-  const dim3 grid(static_cast<unsigned>(col_tiles * fold), static_cast<unsigned>(gy), static_cast<unsigned>(batch));
-  transpose_kernel<U><<<grid, dim3(kTile, kRows), 0, as_stream(exec.stream)>>>(
-      static_cast<const U*>(in), static_cast<U*>(out), rows, cols, col_tiles);
-  SL_CUDA_CHECK_LAUNCH("transpose_copy");
+  // grid.z holds at most 65535 matrices: larger batches in chunks of that many
+  for (i64 b0 = 0; b0 < batch; b0 += 65535) {
+    const i64 nb = batch - b0 < 65535 ? batch - b0 : 65535;
+    const dim3 grid(static_cast<unsigned>(col_tiles * fold), static_cast<unsigned>(gy), static_cast<unsigned>(nb));
+    transpose_kernel<U><<<grid, dim3(kTile, kRows), 0, as_stream(exec.stream)>>>(
+        static_cast<const U*>(in) + b0 * rows * cols, static_cast<U*>(out) + b0 * rows * cols, rows, cols, col_tiles);
+    SL_CUDA_CHECK_LAUNCH("transpose_copy");
+  }
   return Status::ok();
 }
 

@@ -45,16 +45,21 @@ def _scale(A: torch.Tensor) -> torch.Tensor:
     return torch.where(amax > 0, s, torch.ones_like(amax))
 
 
+CUDA_NATIVE_MAX_N = 32      # the native CUDA small kernels (one block per matrix) up to this n ...
+CUDA_NATIVE_MIN_BATCH = 64  # ... or for batches of at least this many matrices
+
+
 def _cuda_library_better(A: torch.Tensor) -> bool:
     """The native CUDA Cholesky / triangular inverse run one thread block per matrix, column
     after column: right for many small matrices, not for a few large ones, where cuSOLVER's
     blocked potrf and cuBLAS's trsm (the pure-torch reference, same contract) use the whole
-    GPU. Rule of thumb, not yet measured on a GPU: native when n <= 32 or batch >= 64."""
+    GPU. Rule of thumb, not yet measured on a GPU: native when n <= 32 or batch >= 64
+    (the same rule picks the Jacobi kernels in ``small_dense._cuda_jacobi_better``)."""
     if A.device.type != "cuda":
         return False
     n = A.shape[-1]
     batch = A.numel() // max(n * n, 1)
-    return not (n <= 32 or batch >= 64)
+    return not (n <= CUDA_NATIVE_MAX_N or batch >= CUDA_NATIVE_MIN_BATCH)
 
 
 def _polish(V: torch.Tensor) -> torch.Tensor:
