@@ -50,7 +50,10 @@ def _basis(Q, X, mode):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("mode", [0, 1, 2])
 @pytest.mark.parametrize("shape,layout", [((1, 7, 3), "col"), ((3, 100, 7), "row"), ((2, 300, 42), "col"),
-                                          ((4, 1030, 64), "slice"), ((1, 5000, 17), "col"), ((2, 260, 130), "col")])
+                                          ((4, 1030, 64), "slice"), ((1, 5000, 17), "col"), ((2, 260, 130), "col"),
+                                          # from 128 columns the packed Gram kernel (AVX-512): a row split
+                                          # of one panel, odd rows and columns, a column stride > m
+                                          ((1, 2051, 131), "slice"), ((1, 700, 257), "col")])
 def test_matches_numpy_qr(device, dtype, mode, shape, layout, gen):
     B, m, k = shape
     Y = _panels(B, m, k, dtype, gen(m * k + mode), layout=layout).to(device)

@@ -41,10 +41,14 @@ namespace avx2 {
 }  // namespace avx2
 #undef SL_SD_TARGET
 #define SL_SD_TARGET __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
+#define SL_SD_GRAM_PACKED 1  // the packed Gram kernel (panel_gram_kernels.inc): measured on AVX-512 only
+#define SL_SD_GRAM_NR 12
 namespace avx512 {
 #include "small_dense_kernels.inc"
 #include "cholqr_panel_kernels.inc"
 }  // namespace avx512
+#undef SL_SD_GRAM_PACKED
+#undef SL_SD_GRAM_NR
 #undef SL_SD_TARGET
 
 enum class Isa { Generic, Avx2, Avx512 };
