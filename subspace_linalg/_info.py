@@ -26,6 +26,7 @@ def info() -> dict:
         "openmp": bool(C.WITH_OPENMP) if C is not None else False,
         "openmp_version": int(C.OPENMP_VERSION) if C is not None else 0,
         "openmp_threads": int(C.openmp_max_threads()) if C is not None else 0,
+        "cpu_kernels_isa": str(C.small_dense_cpu_isa()) if C is not None else None,  # the small-dense kernels' target
         "torch_version": torch.__version__,
         "torch_cuda": torch.version.cuda,
         "torch_threads": torch.get_num_threads(),

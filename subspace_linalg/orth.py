@@ -171,6 +171,19 @@ def tall_times_small(Y: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
 
 _PANEL_MAX_K = 288  # widest block the fused CholeskyQR takes (see _panel_better) ...
 _PANEL_COPY_MAX_K = 128  # ... and the widest it copies to column-major first (the drivers' blocks already are)
+_PANEL_WIDE_MAX_K = 512  # with the AVX-512 kernels (the packed Gram from 128 columns): any block up to 512
+_WIDE = None  # whether they are there (see _wide_panels)
+
+
+def _wide_panels() -> bool:
+    """Whether the CPU kernels here have the wide-panel Gram (AVX-512 targets)."""
+    global _WIDE
+    if _WIDE is None:
+        from . import _native
+
+        C = _native._C
+        _WIDE = C is not None and str(C.small_dense_cpu_isa()) == "avx512"
+    return _WIDE
 
 
 def _panel_better(Y: torch.Tensor) -> bool:
@@ -195,10 +208,23 @@ def _panel_better(Y: torch.Tensor) -> bool:
     float64, one pass / factored: 16 x 512 x 42 0.84 / 1.43 against 2.39 / 4.34, 2048 x 74
     0.66 / 0.95 against 1.98 / 2.99, 8192 x 64 1.69 / 1.95 against 8.42 / 11.8, 4 x 1024 x
     128 3.02 / 5.94 against 6.41 / 10.0, 5461 x 256 18.4 / 30.0 against 33.2 / 51.8. CUDA
-    keeps the composite (cuBLAS GEMMs; the fused CUDA kernels are unmeasured)."""
+    keeps the composite (cuBLAS GEMMs; the fused CUDA kernels are unmeasured).
+
+    Those limits (288 columns, 128 in another layout) are the rule without AVX-512. With it,
+    the packed Gram kernel (from 128 columns, csrc/cpu/panel_gram_kernels.inc) makes the
+    fused call faster at every width up to 512, in any layout (AMD EPYC, float32, one pass /
+    factored against the composite, ms): 2048 x 266 3.2 / 5.3 against 5.3 / 8.8, 5461 x 266
+    7.5 / 11.3 against 11.3 / 17.6, 4096 x 384 11.2 / 17.0 against 16.8 / 24.7, 8192 x 512
+    42 / 64 against 51 / 83, 2048 x 512 14.5 / 24.3 against 17.2 / 32.5; orthonormalize of a
+    row-major block (copied first) 16384 x 256 44 against 57, 8192 x 384 44 against 61,
+    8192 x 512 107 against 113, 4096 x 200 8.0 against 16.2."""
     k = Y.shape[-1]
-    return (Y.device.type == "cpu" and k <= _PANEL_MAX_K and Y.dtype in (torch.float32, torch.float64)
-            and (k <= _PANEL_COPY_MAX_K or _column_major(Y)) and not (Y.requires_grad and torch.is_grad_enabled()))
+    if Y.device.type != "cpu" or Y.dtype not in (torch.float32, torch.float64) or (
+            Y.requires_grad and torch.is_grad_enabled()):
+        return False
+    if _wide_panels():
+        return k <= _PANEL_WIDE_MAX_K
+    return k <= _PANEL_MAX_K and (k <= _PANEL_COPY_MAX_K or _column_major(Y))
 
 
 def _column_major(Y: torch.Tensor) -> bool:

@@ -160,13 +160,18 @@ def test_compile_fullgraph(gen):
 
 
 def test_routing_and_composite_agree(gen, monkeypatch):
-    """The drivers' CholeskyQR entries take the fused op on the CPU for k <= 288 and agree
-    with the composite path (torch GEMMs and small kernels) they replace."""
+    """The drivers' CholeskyQR entries take the fused op on the CPU (k <= 512 in any layout
+    with the AVX-512 kernels; else k <= 288, above 128 columns only column-major blocks) and
+    agree with the composite path (torch GEMMs and small kernels) they replace."""
     Y = _panels(4, 512, 42, torch.float32, gen(11))
-    assert orth._panel_better(Y) and not orth._panel_better(torch.randn(2, 300, 289).mT.contiguous().mT)
-    assert not orth._panel_better(Y.clone().requires_grad_())
-    wide = torch.randn(2, 200, 300).mT  # above 128 columns only column-major blocks (no copy)
-    assert orth._panel_better(wide) and not orth._panel_better(wide.contiguous())
+    assert orth._panel_better(Y) and not orth._panel_better(Y.clone().requires_grad_())
+    wide = torch.randn(2, 200, 300).mT
+    assert orth._panel_better(wide)
+    assert orth._panel_better(torch.randn(2, 300, 289).mT.contiguous().mT) == orth._wide_panels()
+    assert not orth._panel_better(torch.randn(1, 600, 513).mT.contiguous().mT)
+    assert orth._panel_better(wide.contiguous()) == orth._wide_panels()
+    assert orth._panel_better(torch.randn(1, 600, 400).mT.contiguous().mT) == orth._wide_panels()
+    assert orth._wide_panels() == (sl.info()["cpu_kernels_isa"] == "avx512")
     fused = [orth.cholqr_span(Y), orth.cholqr2(Y), orth.cholqr2_factored(Y)]
     monkeypatch.setattr(orth, "_panel_better", lambda Y: False)
     comp = [orth.cholqr_span(Y), orth.cholqr2(Y), orth.cholqr2_factored(Y)]

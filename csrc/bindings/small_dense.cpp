@@ -108,6 +108,8 @@ void bind_small_dense(py::module_& m) {
         "fused CholeskyQR passes on column-major panels (dtype, mode, y, y_bstride, y_ld, q, l, x, info, work, "
         "batch, m, k, cond_max, gate, exec)");
   m.def("cholqr_panel_work_elems", &cholqr_panel_work_elems, "scratch elements of cholqr_panel (mode, batch, m, k)");
+  m.def("small_dense_cpu_isa", [] { return std::string(small_dense_cpu_isa()); },
+        "the instruction set of the CPU small-dense kernels here: avx512, avx2 or generic");
   m.attr("SMALL_DENSE_MAX_N") = kSmallDenseMaxN;
 }
 

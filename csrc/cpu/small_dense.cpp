@@ -126,6 +126,14 @@ Status svd_jacobi_cpu(int dtype, void* at, void* vt, std::int32_t* info, i64 bat
   });
 }
 
+const char* small_dense_cpu_isa() {
+#ifdef SL_SMALL_DENSE_MULTI_ISA
+  return cpu_isa() == Isa::Avx512 ? "avx512" : cpu_isa() == Isa::Avx2 ? "avx2" : "generic";
+#else
+  return "generic";
+#endif
+}
+
 Status cholqr_panel_cpu(int dtype, int mode, const void* y, i64 y_bstride, i64 y_ld, void* q, void* l, void* x,
                         std::int32_t* info, void* work, i64 batch, i64 m, i64 k, double cond_max, double gate) {
   SL_RETURN_IF_ERROR(check_dims("cholqr_panel", batch, k));

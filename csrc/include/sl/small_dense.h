@@ -92,6 +92,9 @@ inline Status cholqr_panel_check(int mode, const void* y, std::int64_t y_ld, con
   SL_REQUIRE(y && q && l && x && info && work, "cholqr_panel: null pointer");
   return Status::ok();
 }
+// The instruction set the CPU small-dense kernels run with here ("avx512", "avx2" or
+// "generic"; chosen at run time): the wide-panel Gram kernel of cholqr_panel is AVX-512's.
+const char* small_dense_cpu_isa();
 Status cholqr_panel_cpu(int dtype, int mode, const void* y, std::int64_t y_bstride, std::int64_t y_ld, void* q,
                         void* l, void* x, std::int32_t* info, void* work, std::int64_t batch, std::int64_t m,
                         std::int64_t k, double cond_max, double gate);
