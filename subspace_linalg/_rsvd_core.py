@@ -71,9 +71,13 @@ def _mm(M, X):
     stays a view (the GEMM reads it transposed): 0.2-0.9 ms faster than copying it.
     Batched (bmm) with a narrow block, the product with a row-major M is made the same
     way, as the wide output (X^T M^T)^T: 1.27-1.37x faster than M @ X at 16x512^2 l=42 and
-    8x128^2 l=18 on the EPYC (MKL's batched GEMM is slow for a tall narrow output)."""
+    8x128^2 l=18 on the EPYC (MKL's batched GEMM is slow for a tall narrow output). Those
+    rules are float32's (MKL) where oneDNN does not take it; float64 always takes the wide
+    form (:func:`_gemm.wide_f64_better`: 1.1-5x)."""
     if _gemm.routed(M, X):  # float32 on the CPU: oneDNN, 2-2.6x faster than MKL (see _gemm)
         return _gemm.dnn(M, X)
+    if _gemm.wide_f64_better(M, X):  # float64 on the CPU: the wide product (see _gemm)
+        return (X.mT @ M.mT).mT
     if M.device.type != "cpu":  # (not measured on a GPU: the row-major form, as before)
         return (X.mT @ M.mT).mT if M.stride(-2) == 1 and M.stride(-1) != 1 else M @ X
     narrow = X.shape[-1] < 192
