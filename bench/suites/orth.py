@@ -256,7 +256,10 @@ def cases(device: str, dtype: torch.dtype, quick: bool) -> list[Case]:
     ]
     if dtype in (torch.float32, torch.float64):
         out += [_panel_case(b, m, k, mode, dtype, device)
-                for b, m, k in ((16, 512, 42), (1, 2048, 74), (64, 256, 26)) for mode in (0, 2)]
+                for b, m, k in ((16, 512, 42), (1, 2048, 74), (64, 256, 26), (1, 5461, 266)) for mode in (0, 2)]
+        # (1 x 5461 x 266: the widest block rsvd 2048 x 5461 at rank 256 hands it; from 128 columns
+        # the packed Gram kernel on AVX-512) and a 512-column one
+        out += [_panel_case(1, 8192, 512, mode, dtype, device) for mode in (0, 2)]
     for b, n in ((256, 32), (16, 128)):
         cd = _cdt(dtype)
         out += [_cholesky_case(b, n, cd, device), _tri_case(b, n, cd, device)]
