@@ -354,7 +354,10 @@ def _householder(Y: torch.Tensor) -> torch.Tensor:
 
 
 def _fill(Q: torch.Tensor, ok: torch.Tensor, Y: torch.Tensor, fallback) -> torch.Tensor:
-    """Replace the elements of Q whose flag is False by ``fallback`` applied to them."""
+    """Replace the elements of Q whose flag is False by ``fallback`` applied to them (all of
+    them: ``fallback(Y)``, no copies)."""
+    if not bool(ok.any()):
+        return fallback(Y)
     bad = torch.nonzero(~ok).flatten()
     Q = Q.clone()
     Q[bad] = fallback(Y[bad])
