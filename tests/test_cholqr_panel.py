@@ -111,6 +111,24 @@ def test_failure_codes_and_zero_outputs(device, dtype, mode, gen):
 
 
 @pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("mode", [0, 1, 2])
+def test_failed_panel_split_over_rows(device, mode, gen):
+    """A failing element is left out of the later phases: with fewer panels than threads
+    (each panel's rows split), from 128 columns (the packed Gram kernel), next to a good
+    panel, which comes out as in a run of its own."""
+    m, k = 2100, 130
+    Y = _panels(2, m, k, torch.float32, gen(12)).clone()
+    Y[0, :, 7] = 0.0                             # a zero column: breakdown
+    Y = Y.to(device)
+    Q, L, X, info = OP(Y, mode, _cond_max(torch.float32), GATE)
+    assert info.tolist() == [1, 0]
+    assert all(float(t[0].abs().max()) == 0.0 and bool(torch.isfinite(t).all()) for t in (Q, L, X))
+    solo = OP(Y[1:].contiguous().mT.contiguous().mT, mode, _cond_max(torch.float32), GATE)
+    tol = rtol("orth", torch.float32, k) * (100 ** 2 if mode == 0 else 100)
+    assert int(solo[3]) == 0 and float(_fro(solo[0][0] - Q[1]) / _fro(solo[0][0])) <= tol
+
+
+@pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("mode", [1, 2])
 def test_second_pass_gate(device, mode, gen):
     # a gate of 0 rejects every second pass (||G2 - I|| > 0 in floating point): code 2
