@@ -66,22 +66,29 @@ I32, I64 = torch.int32, torch.int64
 
 
 # ----------------------------------------------------------------------------- tolerances
-def _load_rtol():
-    """rtol(op_class, dtype, n) of tests/_tolerances.py, or the same formula locally."""
-    path = ROOT / "tests" / "_tolerances.py"
+def _tests_module(name: str):
+    """A helper module of the tests folder (tests/<name>.py), or None without it."""
     try:
-        spec = importlib.util.spec_from_file_location("_cuda_smoke_tolerances", path)
+        spec = importlib.util.spec_from_file_location(f"_cuda_smoke_{name}", ROOT / "tests" / f"{name}.py")
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
+        return mod
+    except Exception:  # noqa: BLE001 - run without the tests folder
+        return None
+
+
+def _load_rtol():
+    """rtol(op_class, dtype, n) of tests/_tolerances.py, or the same formula locally."""
+    mod = _tests_module("_tolerances")
+    if mod is not None:
         return mod.rtol, "tests/_tolerances.py"
-    except Exception:  # noqa: BLE001 - a copy of the table without the tests folder
-        c_op = {"transform": 4.0, "gather": 0.0, "orth": 10.0, "small_dense": 50.0, "eig": 100.0,
-                "solve": 10.0, "tensor": 100.0}
+    c_op = {"transform": 4.0, "gather": 0.0, "orth": 10.0, "small_dense": 50.0, "eig": 100.0,
+            "solve": 10.0, "tensor": 100.0}
 
-        def rtol(op, dtype, n=1):
-            return c_op[op] * math.sqrt(max(n, 1)) * torch.finfo(dtype).eps
+    def rtol(op, dtype, n=1):
+        return c_op[op] * math.sqrt(max(n, 1)) * torch.finfo(dtype).eps
 
-        return rtol, "a local copy of the tests' table"
+    return rtol, "a local copy of the tests' table"
 
 
 rtol, RTOL_SOURCE = _load_rtol()
@@ -219,6 +226,21 @@ class Ctx:
         cpu_args = build(torch.device("cpu"))
         want = reference(cpu_args) if self.on_cpu else run(cpu_args)
         return got, want
+
+    def in_place(self, base, op, reference, outputs):
+        """``both`` for an op that writes into its arguments: fresh arguments on each device
+        (copies of the list ``base``, or ``base(device)``), ``op(*args)`` /
+        ``reference(*args)`` called, and the arguments at the indices ``outputs`` compared."""
+        def build(dev):
+            return base(dev) if callable(base) else [_dev(t, dev) for t in base]
+
+        def pick(fn):
+            def call(a):
+                fn(*a)
+                return [a[i] for i in outputs]
+            return call
+
+        return self.both(build, pick(op), pick(reference))
 
 
 SMOKES: dict = {}
@@ -413,15 +435,7 @@ def _scatter_rows_(ctx):
                 out = out.transpose(-1, -2) if layout == "transposed" else out
                 return _dev(Xb, dev), _dev(idx, dev), _dev(sc, dev), out
 
-            def run(a):
-                OPS.scatter_rows_.default(*a)
-                return a[3]
-
-            def reference(a):
-                ref_select.scatter_rows_into(*a)
-                return a[3]
-
-            got, want = ctx.both(build, run, reference)
+            (got,), (want,) = ctx.in_place(build, OPS.scatter_rows_.default, ref_select.scatter_rows_into, (3,))
             eq("out", got, want)
 
 
@@ -469,21 +483,13 @@ def _random_fill_(ctx):
                 out = torch.full(shape, float("nan"), dtype=dtype, device=dev)  # unwritten entries show
                 return (out if layout == "row" else out.mT), kind, seed, tag, scale
 
-            def run(a):
-                OPS.random_fill_.default(*a)
-                return a[0]
-
-            def reference(a):
-                ref_sketch.random_fill(*a)
-                return a[0]
-
-            got, want = ctx.both(build, run, reference)
+            (got,), (want,) = ctx.in_place(build, OPS.random_fill_.default, ref_sketch.random_fill, (0,))
             if kind == 1:  # +-scale: exact
                 eq("out", got, want)
             else:  # the reference's libm formula; two kernels each within rtol of it
                 tol = rtol("transform", dtype) * (1 if ctx.on_cpu else 2)
                 close("out", got, want, tol, 0.0)
-            again = run(build(ctx.device))
+            (again,), _ = ctx.in_place(build, OPS.random_fill_.default, ref_sketch.random_fill, (0,))
             eq("out (same seed twice)", again, got)
 
 
@@ -581,18 +587,7 @@ def _cg_update_(ctx):
                     _randn(g, S, n, dtype=dtype), _randn(g, S, n, dtype=dtype), _randn(g, S, dtype=dtype),
                     torch.arange(S) % 3 != 1]
 
-            def build(dev, base=base):
-                return [_dev(t, dev) for t in base]
-
-            def run(a):
-                OPS.cg_update_.default(*a)
-                return a[:3]
-
-            def reference(a):
-                ref_krylov.cg_update_(*a)
-                return a[:3]
-
-            got, want = ctx.both(build, run, reference)
+            got, want = ctx.in_place(base, OPS.cg_update_.default, ref_krylov.cg_update_, range(3))
             tol = rtol("transform", dtype, n)
             for name, a, b in zip(("x", "r", "rr"), got, want):
                 rel(name, a, b, tol)
@@ -618,18 +613,7 @@ def _cg_step_(ctx):
             base = [_randn(g, S, n, dtype=dtype), _randn(g, S, n, dtype=dtype), _randn(g, S, dtype=dtype).abs(),
                     status, torch.full((S,), 3, dtype=I32), p, Ap, _randn(g, S, dtype=dtype).abs() * 0.1, tol2]
 
-            def build(dev, base=base):
-                return [_dev(t, dev) for t in base]
-
-            def run(a):
-                OPS.cg_step_.default(*a)
-                return a[:5]
-
-            def reference(a):
-                ref_krylov.cg_step_(*a)
-                return a[:5]
-
-            got, want = ctx.both(build, run, reference)
+            got, want = ctx.in_place(base, OPS.cg_step_.default, ref_krylov.cg_step_, range(5))
             tol = rtol("transform", dtype, n)
             for name, a, b in zip(("x", "r", "rr"), got, want):
                 rel(name, a, b, tol)
@@ -651,18 +635,7 @@ def _cg_direction_(ctx):
             base = [_randn(g, S, n, dtype=dtype), _randn(g, S, n, dtype=dtype), rz_new,
                     torch.rand(S, generator=g, dtype=F64).to(dtype) + 0.1, status]
 
-            def build(dev, base=base):
-                return [_dev(t, dev) for t in base]
-
-            def run(a):
-                OPS.cg_direction_.default(*a)
-                return a[0], a[3], a[4]
-
-            def reference(a):
-                ref_krylov.cg_direction_(*a)
-                return a[0], a[3], a[4]
-
-            got, want = ctx.both(build, run, reference)
+            got, want = ctx.in_place(base, OPS.cg_direction_.default, ref_krylov.cg_direction_, (0, 3, 4))
             rel("p", got[0], want[0], rtol("transform", dtype, n))
             eq("rz", got[1], want[1])
             eq("status", got[2], want[2])
@@ -867,34 +840,7 @@ def _spm_power(ctx):
             close("F", got[1], want[1], tol, tol)
 
 
-def _planted3or4(g, d, r, order):
-    A = torch.nn.functional.normalize(torch.randn(d, r, generator=g, dtype=F64), dim=0)
-    w = torch.randn(r, generator=g, dtype=F64)
-    w = w + 0.5 * torch.sign(w)
-    if order == 3:
-        return torch.einsum("r,ir,jr,kr->ijk", w, A, A, A), A
-    return torch.einsum("r,ir,jr,kr,lr->ijkl", w, A, A, A, A), A
-
-
-def _extract_inputs(g, order, d, r, dtype):
-    """The subspace, pseudo-inverse and starts that sl.spm hands to spm_extract (tests/test_spm.py)."""
-    T, _ = _planted3or4(g, d, r, order)
-    iu = torch.triu_indices(d, d)
-    s = torch.where(iu[0] == iu[1], 1.0, 2.0).double().sqrt()
-    if order == 4:
-        M = T[iu[0], iu[1]][:, iu[0], iu[1]]
-        lam, vecs = torch.linalg.eigh(s[:, None] * M * s[None, :])
-        p = lam.abs().argsort(descending=True)
-        lam, vecs = lam[p], vecs[:, p]
-        U = torch.empty(0, dtype=F64)
-    else:
-        vecs, lam, Uh = torch.linalg.svd(s[:, None] * T[iu[0], iu[1]], full_matrices=False)
-        U = Uh[:r].T.contiguous()
-    V = (vecs[:, :r] / s[:, None]).contiguous()
-    D1 = torch.diag(1 / lam[:r])
-    G = torch.randn(r, 3, d, generator=g, dtype=F64)
-    C = torch.randn(r, 3, r, generator=g, dtype=F64)
-    return [t.to(dtype) for t in (V, D1, U, G, C)], [order == 3, 5000, 64 * _eps(dtype), math.sqrt(0.5), 1e-2]
+SPM_CASES = _tests_module("_spm_cases")  # planted CP tensors, spm_extract's inputs (shared with tests/test_spm.py)
 
 
 @smoke("spm_extract")
@@ -906,7 +852,8 @@ def _spm_extract(ctx):
              (F32, 3, 5, 3, 1804)]
     for dtype, order, d, r, seed in cases:
         with ctx.case(f"{_dt(dtype)} order {order} d {d} r {r} seed {seed}"):
-            tens, rest = _extract_inputs(_g(seed), order, d, r, dtype)
+            args, _ = SPM_CASES.extract_inputs(order, d, r, dtype, "cpu", _g(seed))
+            tens, rest = args[:5], args[5:]
 
             def build(dev, tens=tens, rest=rest):
                 return [_dev(t, dev) for t in tens] + rest
@@ -922,7 +869,7 @@ def _spm_cp3(ctx):
     cases = [(F64, 6, 4, 0), (F32, 5, 5, 5), (F64, 1, 1, 0), (F32, 7, 3, 0)]
     for i, (dtype, d, r, rank) in enumerate(cases):
         with ctx.case(f"{_dt(dtype)} d {d} planted rank {r} rank arg {rank}"):
-            T = _planted3or4(_g(1900 + i), d, r, 3)[0].to(dtype)
+            T = SPM_CASES.planted(d, r, 3, _g(1900 + i), dtype)[0]
 
             def args(T, rank):
                 return (T, rank, 3, 5000, 64 * _eps(T.dtype), math.sqrt(0.5), 1e-2, 1234)

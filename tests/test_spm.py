@@ -10,23 +10,9 @@ import torch
 import subspace_linalg as sl
 from subspace_linalg.reference import spm as ref
 
+from _spm_cases import extract_inputs, planted, reconstruct
 from _tolerances import rtol
 from conftest import devices
-
-
-def planted(d, r, order, g, dtype=torch.float64):
-    A = torch.nn.functional.normalize(torch.randn(d, r, generator=g, dtype=torch.float64), dim=0)
-    w = torch.randn(r, generator=g, dtype=torch.float64)
-    w = w + 0.5 * torch.sign(w)  # |w| >= 0.5: every component visible
-    T = reconstruct(w, A, order)
-    return T.to(dtype), w, A
-
-
-def reconstruct(w, F, order):
-    F = F.double()
-    if order == 3:
-        return torch.einsum("r,ir,jr,kr->ijk", w.double(), F, F, F)
-    return torch.einsum("r,ir,jr,kr,lr->ijkl", w.double(), F, F, F, F)
 
 
 def sym_noise(shape, g):
@@ -190,32 +176,10 @@ def test_native_ops_match_reference(device, dtype, gen):
     torch.testing.assert_close(4 * g_ref[:1], x.grad, rtol=1e-12, atol=1e-12)
 
 
-def _extract_inputs(order, d, r, dtype, device, g):
-    """The subspace, pseudo-inverse and starts that spm hands to spm_extract."""
-    T, _, A = planted(d, r, order, g)
-    iu = torch.triu_indices(d, d)
-    s = torch.where(iu[0] == iu[1], 1.0, 2.0).double().sqrt()
-    if order == 4:
-        M = T[iu[0], iu[1]][:, iu[0], iu[1]]
-        lam, vecs = torch.linalg.eigh(s[:, None] * M * s[None, :])
-        p = lam.abs().argsort(descending=True)
-        lam, vecs = lam[p], vecs[:, p]
-        U = torch.empty(0, dtype=torch.float64)
-    else:
-        vecs, lam, Uh = torch.linalg.svd(s[:, None] * T[iu[0], iu[1]], full_matrices=False)
-        U = Uh[:r].T.contiguous()
-    V = (vecs[:, :r] / s[:, None]).contiguous()
-    D1 = torch.diag(1 / lam[:r])
-    G = torch.randn(r, 3, d, generator=g, dtype=torch.float64)
-    C = torch.randn(r, 3, r, generator=g, dtype=torch.float64)
-    args = [t.to(dtype=dtype, device=device) for t in (V, D1, U, G, C)]
-    return args + [order == 3, 5000, 64 * torch.finfo(dtype).eps, math.sqrt(0.5), 1e-2], A
-
-
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("order,d,r", [(4, 8, 12), (3, 9, 6)])
 def test_extract_native_matches_reference(device, order, d, r, gen):
-    args, A = _extract_inputs(order, d, r, torch.float64, device, gen(20 + order))
+    args, A = extract_inputs(order, d, r, torch.float64, device, gen(20 + order))
     w, F, fb = torch.ops.subspace_linalg.spm_extract(*args)
     wr, Fr, fbr = ref.extract(*[a.cpu() if isinstance(a, torch.Tensor) else a for a in args])
     tol = rtol("tensor", torch.float64, d * r)
@@ -231,7 +195,7 @@ def test_opcheck(device, gen):
     torch.library.opcheck(torch.ops.subspace_linalg.spm_contract.default, (V, X))
     torch.library.opcheck(torch.ops.subspace_linalg.spm_power.default, (V, X, 5, 1e-12, math.sqrt(0.5)))
     for order in (3, 4):
-        args, _ = _extract_inputs(order, 5, 4, torch.float64, device, gen(30 + order))
+        args, _ = extract_inputs(order, 5, 4, torch.float64, device, gen(30 + order))
         torch.library.opcheck(torch.ops.subspace_linalg.spm_extract.default, tuple(args))
 
 
