@@ -24,6 +24,19 @@ def test_bitwise_against_torch(device, dtype, shape, gen):
     assert torch.equal(At, A.mT.contiguous())
 
 
+@pytest.mark.parametrize("dtype,shape", [(torch.float32, (2, 1024, 1040)), (torch.float64, (1, 1032, 1100)),
+                                         (torch.float32, (1, 1500, 1500)), (torch.int32, (3, 720, 1000)),
+                                         (torch.float64, (1, 1100, 1030))])
+def test_bitwise_large_outputs(dtype, shape, gen):
+    """From 8 MiB the CPU kernel writes whole output lines by streaming stores where they
+    line up (rows a multiple of 64 bytes): those, the row counts where they do not
+    (1500 x 4 bytes, 1100 x 8) and the tails, bit for bit."""
+    A = (torch.randn(shape, generator=gen(sum(shape)), dtype=torch.float64) * 1000).to(dtype)
+    At = OP(A)
+    assert At.numel() * At.element_size() >= 8 << 20
+    assert torch.equal(At, A.mT.contiguous())
+
+
 @pytest.mark.parametrize("device", devices())
 def test_non_contiguous_input_and_nan_bits(device, gen):
     A = torch.randn(3, 40, 50, generator=gen(1)).to(device)[:, ::2, 1:]  # strided view

@@ -1,8 +1,9 @@
 // CPU transposed copy (contract: sl/transpose.h). Blocks of 64 x 64 elements, split over
 // the threads by (matrix, row block); inside a block, 8 x 8 (4-byte) or 4 x 4 (8-byte)
 // register transposes with AVX2 where the CPU has it (run-time dispatch, sl/isa.h), the
-// edges and the other sizes element by element. Measured on an AMD EPYC (2 threads),
-// 16 x 512 x 512 float32: 1.8 ms against 3.6-5.1 ms for torch's A.mT.contiguous().
+// edges and the other sizes element by element; outputs from 8 MiB by streaming stores
+// (see run). Measured on an AMD EPYC (2 threads), 16 x 512 x 512 float32: 1.9 ms (2.5
+// before the streaming stores) against 3.6-5.1 ms for torch's A.mT.contiguous().
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -28,8 +29,8 @@ inline void block_scalar(const U* in, U* out, i64 rows, i64 cols, i64 i0, i64 i1
 }
 
 #ifdef SL_X86_DISPATCH
-// 8 x 8 block of 4-byte elements: a (row stride lda) -> b (row stride ldb), b = a^T
-SL_TARGET_AVX2 inline void tr8x8(const float* a, i64 lda, float* b, i64 ldb) {
+// 8 x 8 block of 4-byte elements: a (row stride lda) -> o (the rows of a^T)
+SL_TARGET_AVX2 inline void tr8x8_regs(const float* a, i64 lda, __m256* o) {
   const __m256 r0 = _mm256_loadu_ps(a), r1 = _mm256_loadu_ps(a + lda), r2 = _mm256_loadu_ps(a + 2 * lda),
                r3 = _mm256_loadu_ps(a + 3 * lda), r4 = _mm256_loadu_ps(a + 4 * lda), r5 = _mm256_loadu_ps(a + 5 * lda),
                r6 = _mm256_loadu_ps(a + 6 * lda), r7 = _mm256_loadu_ps(a + 7 * lda);
@@ -40,33 +41,81 @@ SL_TARGET_AVX2 inline void tr8x8(const float* a, i64 lda, float* b, i64 ldb) {
                s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE),
                s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE),
                s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-  _mm256_storeu_ps(b, _mm256_permute2f128_ps(s0, s4, 0x20));
-  _mm256_storeu_ps(b + ldb, _mm256_permute2f128_ps(s1, s5, 0x20));
-  _mm256_storeu_ps(b + 2 * ldb, _mm256_permute2f128_ps(s2, s6, 0x20));
-  _mm256_storeu_ps(b + 3 * ldb, _mm256_permute2f128_ps(s3, s7, 0x20));
-  _mm256_storeu_ps(b + 4 * ldb, _mm256_permute2f128_ps(s0, s4, 0x31));
-  _mm256_storeu_ps(b + 5 * ldb, _mm256_permute2f128_ps(s1, s5, 0x31));
-  _mm256_storeu_ps(b + 6 * ldb, _mm256_permute2f128_ps(s2, s6, 0x31));
-  _mm256_storeu_ps(b + 7 * ldb, _mm256_permute2f128_ps(s3, s7, 0x31));
+  o[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+  o[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+  o[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+  o[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+  o[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+  o[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+  o[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+  o[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
 }
 
-// 4 x 4 block of 8-byte elements
-SL_TARGET_AVX2 inline void tr4x4(const double* a, i64 lda, double* b, i64 ldb) {
+// 8 x 8 block of 4-byte elements: a (row stride lda) -> b (row stride ldb), b = a^T
+SL_TARGET_AVX2 inline void tr8x8(const float* a, i64 lda, float* b, i64 ldb) {
+  __m256 o[8];
+  tr8x8_regs(a, lda, o);
+  for (int j = 0; j < 8; ++j) _mm256_storeu_ps(b + j * ldb, o[j]);
+}
+
+// 16 x 8 block (two 8 x 8 stacked): every row of b gets one whole 64-byte line, written
+// with a streaming store (no read of the line first, not kept in the cache); b 32-byte
+// aligned, ldb a multiple of 8
+SL_TARGET_AVX2 inline void tr16x8_stream(const float* a, i64 lda, float* b, i64 ldb) {
+  __m256 lo[8], hi[8];
+  tr8x8_regs(a, lda, lo);
+  tr8x8_regs(a + 8 * lda, lda, hi);
+  for (int j = 0; j < 8; ++j) {
+    _mm256_stream_ps(b + j * ldb, lo[j]);
+    _mm256_stream_ps(b + j * ldb + 8, hi[j]);
+  }
+}
+
+// 4 x 4 block of 8-byte elements: a -> o (the rows of a^T)
+SL_TARGET_AVX2 inline void tr4x4_regs(const double* a, i64 lda, __m256d* o) {
   const __m256d r0 = _mm256_loadu_pd(a), r1 = _mm256_loadu_pd(a + lda), r2 = _mm256_loadu_pd(a + 2 * lda),
                 r3 = _mm256_loadu_pd(a + 3 * lda);
   const __m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1), t2 = _mm256_unpacklo_pd(r2, r3),
                 t3 = _mm256_unpackhi_pd(r2, r3);
-  _mm256_storeu_pd(b, _mm256_permute2f128_pd(t0, t2, 0x20));
-  _mm256_storeu_pd(b + ldb, _mm256_permute2f128_pd(t1, t3, 0x20));
-  _mm256_storeu_pd(b + 2 * ldb, _mm256_permute2f128_pd(t0, t2, 0x31));
-  _mm256_storeu_pd(b + 3 * ldb, _mm256_permute2f128_pd(t1, t3, 0x31));
+  o[0] = _mm256_permute2f128_pd(t0, t2, 0x20);
+  o[1] = _mm256_permute2f128_pd(t1, t3, 0x20);
+  o[2] = _mm256_permute2f128_pd(t0, t2, 0x31);
+  o[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
 }
 
-// one 64 x 64 block (rows [i0, i1), cols [j0, j1)) with the W x W register transposes
+// 4 x 4 block of 8-byte elements
+SL_TARGET_AVX2 inline void tr4x4(const double* a, i64 lda, double* b, i64 ldb) {
+  __m256d o[4];
+  tr4x4_regs(a, lda, o);
+  for (int j = 0; j < 4; ++j) _mm256_storeu_pd(b + j * ldb, o[j]);
+}
+
+// 8 x 4 block (two 4 x 4 stacked), whole 64-byte lines by streaming stores (as tr16x8_stream)
+SL_TARGET_AVX2 inline void tr8x4_stream(const double* a, i64 lda, double* b, i64 ldb) {
+  __m256d lo[4], hi[4];
+  tr4x4_regs(a, lda, lo);
+  tr4x4_regs(a + 4 * lda, lda, hi);
+  for (int j = 0; j < 4; ++j) {
+    _mm256_stream_pd(b + j * ldb, lo[j]);
+    _mm256_stream_pd(b + j * ldb + 4, hi[j]);
+  }
+}
+
+// one 64 x 64 block (rows [i0, i1), cols [j0, j1)) with the W x W register transposes;
+// stream: 2W x W tiles whose output rows are whole 64-byte lines (see run)
 template <typename U, typename F, int W>
-SL_TARGET_AVX2 void block_simd(const U* in, U* out, i64 rows, i64 cols, i64 i0, i64 i1, i64 j0, i64 j1) {
+SL_TARGET_AVX2 void block_simd(const U* in, U* out, i64 rows, i64 cols, i64 i0, i64 i1, i64 j0, i64 j1, bool stream) {
   const i64 iw = i0 + (i1 - i0) / W * W, jw = j0 + (j1 - j0) / W * W;
-  for (i64 i = i0; i < iw; i += W)
+  i64 i = i0;
+  if (stream)
+    for (; i + 2 * W <= iw; i += 2 * W)
+      for (i64 j = j0; j < jw; j += W) {
+        const F* a = reinterpret_cast<const F*>(in + i * cols + j);
+        F* b = reinterpret_cast<F*>(out + j * rows + i);
+        if constexpr (W == 8) tr16x8_stream(a, cols, b, rows);
+        else tr8x4_stream(a, cols, b, rows);
+      }
+  for (; i < iw; i += W)
     for (i64 j = j0; j < jw; j += W) {
       const F* a = reinterpret_cast<const F*>(in + i * cols + j);
       F* b = reinterpret_cast<F*>(out + j * rows + i);
@@ -78,12 +127,22 @@ SL_TARGET_AVX2 void block_simd(const U* in, U* out, i64 rows, i64 cols, i64 i0, 
 }
 #endif
 
+constexpr i64 kStreamMinBytes = i64{8} << 20;  // outputs from this size bypass the cache (see run)
+
+// Outputs of 8 MiB and more (beyond the L2 caches and a quarter of this L3) are written with
+// streaming stores in whole 64-byte lines, when the lines line up (output 32-byte aligned,
+// rows a multiple of 64 bytes): no read of each output line before it is written, and the
+// copy does not evict the caches. Measured on the AMD EPYC (2 threads, float32, fresh
+// output buffers): 16 x 512^2 1.91 -> 1.39 ms, 2048^2 2.14 -> 1.15, 64 x 256^2 1.84 -> 1.51,
+// 4 x 1024 x 2048 13.4 -> 11.7 (memcpy of the same bytes: 1.5, 1.7, 1.8, 16 ms).
 template <typename U>
 void run(const U* in, U* out, i64 batch, i64 rows, i64 cols) {
   const i64 rb = (rows + kBlock - 1) / kBlock;
   const bool par = batch * rows * cols >= (i64{1} << 15);
 #ifdef SL_X86_DISPATCH
   const bool simd = isa_level() >= 1 && (sizeof(U) == 4 || sizeof(U) == 8);
+  const bool stream = simd && batch * rows * cols * static_cast<i64>(sizeof(U)) >= kStreamMinBytes &&
+                      (rows * static_cast<i64>(sizeof(U))) % 64 == 0 && reinterpret_cast<std::uintptr_t>(out) % 32 == 0;
 #endif
 #pragma omp parallel for schedule(static) if (par)
   for (i64 unit = 0; unit < batch * rb; ++unit) {
@@ -96,16 +155,19 @@ void run(const U* in, U* out, i64 batch, i64 rows, i64 cols) {
 #ifdef SL_X86_DISPATCH
       if (simd) {
         if constexpr (sizeof(U) == 4) {
-          block_simd<U, float, 8>(src, dst, rows, cols, i0, i1, j0, j1);
+          block_simd<U, float, 8>(src, dst, rows, cols, i0, i1, j0, j1, stream);
           continue;
         } else if constexpr (sizeof(U) == 8) {
-          block_simd<U, double, 4>(src, dst, rows, cols, i0, i1, j0, j1);
+          block_simd<U, double, 4>(src, dst, rows, cols, i0, i1, j0, j1, stream);
           continue;
         }
       }
 #endif
       block_scalar(src, dst, rows, cols, i0, i1, j0, j1);
     }
+#ifdef SL_X86_DISPATCH
+    if (stream) _mm_sfence();  // the streamed lines visible before the team's barrier
+#endif
   }
 }
 
