@@ -133,9 +133,7 @@ def _chol_inv(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
 
 _HOUSEHOLDER_SPAN_WORK = 1 << 19   # batch * m * l^2 up to which Householder beats one CholeskyQR pass
 _HOUSEHOLDER_FULL_WORK = 1 << 21   # m * l^2 up to which it beats CholeskyQR2 (one matrix; batches: 1 << 19)
-# (The fused CholeskyQR pass, _panel_better, measured faster than Householder alone at 512 x
-# 26, 0.071 against 0.106 ms, and 8 x 128 x 18, 0.090 / 0.169, but inside rsvd Householder
-# stayed faster there: 512^2 r16 2.31 against 2.70 ms, 8 x 128^2 r8 1.82 / 2.41; AMD EPYC.)
+_HOUSEHOLDER_PANEL_WORK = 1 << 18  # ... and where the fused CholeskyQR applies (see householder_better)
 
 
 def householder_better(Y: torch.Tensor, full: bool = True) -> bool:
@@ -146,10 +144,19 @@ def householder_better(Y: torch.Tensor, full: bool = True) -> bool:
     QR against CholeskyQR / CholeskyQR2 (factored), in us: 128 x 18: 17 / 132 / 250;
     512 x 26: 83-125 / 157 / 300; 8 x 128 x 18: 100 / 206 / 399; 512 x 42: 301 / 215 /
     449; 384 x 58: 432 / 276 / 593; 1024 x 42: 465 / 251 / 547; 2048 x 42: 801 / 324 / 738;
-    4 x 256 x 32: 808 / 286 / 535 (LAPACK runs a batch one matrix at a time)."""
+    4 x 256 x 32: 808 / 286 / 535 (LAPACK runs a batch one matrix at a time).
+
+    Those limits are against the composite CholeskyQR. Where the fused native call applies
+    (:func:`_panel_better`, called past the dispatcher) it is the faster one down to
+    batch m l^2 = 2^18 inside the drivers: rsvd, Householder against fused, in-process
+    alternating, median ratio of 12 rounds (AMD EPYC): 512^2 r16 (512 x 26) 1.05-1.18x,
+    8 x 128^2 r8 1.04-1.06x, 1024 x 256 r16 1.22x, 32 x 64^2 r4 1.21x; below, 256^2 r8
+    (256 x 18, 2^16.3) 0.66x and a warm 768^2 r15 (768 x 15) 0.91x."""
     if Y.device.type != "cpu":
         return False
     work = Y.numel() * Y.shape[-1]
+    if _panel_better(Y):
+        return work <= _HOUSEHOLDER_PANEL_WORK
     single = Y.numel() == Y.shape[-2] * Y.shape[-1]
     return work <= (_HOUSEHOLDER_FULL_WORK if full and single else _HOUSEHOLDER_SPAN_WORK)
 
@@ -234,8 +241,13 @@ def _column_major(Y: torch.Tensor) -> bool:
 
 
 def _panel(Y: torch.Tensor, mode: int):
-    """cholqr_panel on (B, m, k) with orthonormalize's acceptance thresholds."""
+    """cholqr_panel on (B, m, k) with orthonormalize's acceptance thresholds (its kernel
+    directly on the CPU outside torch.compile: ``_ops.cholqr_panel.kernel``)."""
     u = torch.finfo(Y.dtype).eps / 2
+    if Y.device.type == "cpu" and not torch.compiler.is_compiling():
+        from ._ops import cholqr_panel as _cp
+
+        return _cp.kernel(Y, mode, 1.0 / math.sqrt(u), _GATE)
     return torch.ops.subspace_linalg.cholqr_panel.default(Y, mode, 1.0 / math.sqrt(u), _GATE)
 
 
@@ -425,11 +437,13 @@ def orthonormalize(Y: torch.Tensor, *, method: str = "auto", check_finite: bool 
     Q = Y R^{-1} for the upper triangular R with a positive diagonal when Y has full rank
     (the QR factorization), whatever the method. ``method``:
 
-    * ``"auto"`` (default): for small blocks on the CPU (batch m k^2 up to 2^21 for one
-      matrix, 2^19 for a batch; see :func:`householder_better`) Householder QR, measured
-      faster there; otherwise CholeskyQR2 (on the CPU up to 288 columns one fused native call,
-      see :func:`_panel_better`; else two Gram GEMMs through torch, the native batched
-      Cholesky and triangular inverse, two GEMMs), checked per batch element: a Cholesky
+    * ``"auto"`` (default): CholeskyQR2, on the CPU one fused native call wherever it applies
+      (float32/float64 outside autograd, up to 512 columns with the AVX-512 kernels, see
+      :func:`_panel_better`; faster than Householder at every size measured); small CPU
+      blocks it does not take (batch m k^2 up to 2^21 for one matrix, 2^19 for a batch; see
+      :func:`householder_better`) Householder QR; otherwise CholeskyQR2 from two Gram GEMMs
+      through torch, the native batched Cholesky and triangular inverse, and two GEMMs.
+      CholeskyQR2 is checked per batch element: a Cholesky
       breakdown, a Cholesky-diagonal condition estimate beyond u^{-1/2} (Gram beyond 1/u) or
       a first-pass Q with ||Q1^T Q1 - I||_F > 1/2 sends that element to shifted CholeskyQR3
       (condition numbers up to about 1/u), and an element that fails there too (numerically
@@ -458,7 +472,9 @@ def orthonormalize(Y: torch.Tensor, *, method: str = "auto", check_finite: bool 
     if Y.numel() == 0:
         return torch.empty(Y.shape, dtype=dt, device=Y.device)
     Yb = Y.to(dt).reshape((-1, m, k))
-    if method == "householder" or (method == "auto" and householder_better(Yb)):
+    # (the public entry: the fused CholeskyQR2 wherever it applies, 1.7-5.9x faster than
+    # Householder at 256 x 18 .. 8192 x 16, 4 x 256 x 26, 8 x 128 x 18 on the AMD EPYC)
+    if method == "householder" or (method == "auto" and not _panel_better(Yb) and householder_better(Yb)):
         if check_finite:
             _validate.check_finite(fn, "Y", Y)
         return _householder(Yb).reshape(Y.shape)

@@ -67,6 +67,9 @@ def auto_path(request, monkeypatch):
 
 
 def test_auto_takes_householder_for_small_cpu_blocks_only(monkeypatch, gen):
+    """orthonormalize: the fused CholeskyQR2 wherever it applies (CPU float32/float64 outside
+    autograd), at every size; Householder for small blocks it does not take (autograd).
+    The drivers' rule keeps Householder up to batch m l^2 = 2^18 (householder_better)."""
     from subspace_linalg import orth
 
     calls = []
@@ -74,10 +77,15 @@ def test_auto_takes_householder_for_small_cpu_blocks_only(monkeypatch, gen):
     monkeypatch.setattr(orth, "_cholqr2", lambda Y, G=None: (calls.append(tuple(Y.shape)), real(Y, G))[1])
     small = _with_cond((), 300, 16, 1e2, gen(11), torch.float64)
     assert _orth_err(sl.orthonormalize(small)) <= rtol("orth", torch.float64, 16)
+    assert calls == [(1, 300, 16)]
+    calls.clear()
+    grad = small.clone().requires_grad_()
+    assert _orth_err(sl.orthonormalize(grad).detach()) <= rtol("orth", torch.float64, 16)
     assert calls == []
     big = _with_cond((4,), 1000, 48, 1e2, gen(12), torch.float64)
     assert _orth_err(sl.orthonormalize(big)) <= rtol("orth", torch.float64, 48)
     assert calls == [(4, 1000, 48)]
+    assert orth.householder_better(torch.randn(18, 256).mT) and not orth.householder_better(torch.randn(26, 512).mT)
 
 
 @pytest.mark.parametrize("device", devices())
