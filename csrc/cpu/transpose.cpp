@@ -30,7 +30,7 @@ inline void block_scalar(const U* in, U* out, i64 rows, i64 cols, i64 i0, i64 i1
 
 #ifdef SL_X86_DISPATCH
 // 8 x 8 block of 4-byte elements: a (row stride lda) -> o (the rows of a^T)
-SL_TARGET_AVX2 inline void tr8x8_regs(const float* a, i64 lda, __m256* o) {
+SL_TARGET_AVX2 inline void tr_regs(const float* a, i64 lda, __m256* o) {
   const __m256 r0 = _mm256_loadu_ps(a), r1 = _mm256_loadu_ps(a + lda), r2 = _mm256_loadu_ps(a + 2 * lda),
                r3 = _mm256_loadu_ps(a + 3 * lda), r4 = _mm256_loadu_ps(a + 4 * lda), r5 = _mm256_loadu_ps(a + 5 * lda),
                r6 = _mm256_loadu_ps(a + 6 * lda), r7 = _mm256_loadu_ps(a + 7 * lda);
@@ -51,28 +51,8 @@ SL_TARGET_AVX2 inline void tr8x8_regs(const float* a, i64 lda, __m256* o) {
   o[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
 }
 
-// 8 x 8 block of 4-byte elements: a (row stride lda) -> b (row stride ldb), b = a^T
-SL_TARGET_AVX2 inline void tr8x8(const float* a, i64 lda, float* b, i64 ldb) {
-  __m256 o[8];
-  tr8x8_regs(a, lda, o);
-  for (int j = 0; j < 8; ++j) _mm256_storeu_ps(b + j * ldb, o[j]);
-}
-
-// 16 x 8 block (two 8 x 8 stacked): every row of b gets one whole 64-byte line, written
-// with a streaming store (no read of the line first, not kept in the cache); b 32-byte
-// aligned, ldb a multiple of 8
-SL_TARGET_AVX2 inline void tr16x8_stream(const float* a, i64 lda, float* b, i64 ldb) {
-  __m256 lo[8], hi[8];
-  tr8x8_regs(a, lda, lo);
-  tr8x8_regs(a + 8 * lda, lda, hi);
-  for (int j = 0; j < 8; ++j) {
-    _mm256_stream_ps(b + j * ldb, lo[j]);
-    _mm256_stream_ps(b + j * ldb + 8, hi[j]);
-  }
-}
-
 // 4 x 4 block of 8-byte elements: a -> o (the rows of a^T)
-SL_TARGET_AVX2 inline void tr4x4_regs(const double* a, i64 lda, __m256d* o) {
+SL_TARGET_AVX2 inline void tr_regs(const double* a, i64 lda, __m256d* o) {
   const __m256d r0 = _mm256_loadu_pd(a), r1 = _mm256_loadu_pd(a + lda), r2 = _mm256_loadu_pd(a + 2 * lda),
                 r3 = _mm256_loadu_pd(a + 3 * lda);
   const __m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1), t2 = _mm256_unpacklo_pd(r2, r3),
@@ -83,27 +63,37 @@ SL_TARGET_AVX2 inline void tr4x4_regs(const double* a, i64 lda, __m256d* o) {
   o[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
 }
 
-// 4 x 4 block of 8-byte elements
-SL_TARGET_AVX2 inline void tr4x4(const double* a, i64 lda, double* b, i64 ldb) {
-  __m256d o[4];
-  tr4x4_regs(a, lda, o);
-  for (int j = 0; j < 4; ++j) _mm256_storeu_pd(b + j * ldb, o[j]);
+SL_TARGET_AVX2 inline void store(float* p, __m256 v) { _mm256_storeu_ps(p, v); }
+SL_TARGET_AVX2 inline void store(double* p, __m256d v) { _mm256_storeu_pd(p, v); }
+SL_TARGET_AVX2 inline void stream(float* p, __m256 v) { _mm256_stream_ps(p, v); }
+SL_TARGET_AVX2 inline void stream(double* p, __m256d v) { _mm256_stream_pd(p, v); }
+
+// W x W block (W = 32 bytes of F: 8 floats, 4 doubles): a (row stride lda) -> b (row stride
+// ldb), b = a^T
+template <typename F, typename V, int W>
+SL_TARGET_AVX2 inline void tr_block(const F* a, i64 lda, F* b, i64 ldb) {
+  V o[W];
+  tr_regs(a, lda, o);
+  for (int j = 0; j < W; ++j) store(b + j * ldb, o[j]);
 }
 
-// 8 x 4 block (two 4 x 4 stacked), whole 64-byte lines by streaming stores (as tr16x8_stream)
-SL_TARGET_AVX2 inline void tr8x4_stream(const double* a, i64 lda, double* b, i64 ldb) {
-  __m256d lo[4], hi[4];
-  tr4x4_regs(a, lda, lo);
-  tr4x4_regs(a + 4 * lda, lda, hi);
-  for (int j = 0; j < 4; ++j) {
-    _mm256_stream_pd(b + j * ldb, lo[j]);
-    _mm256_stream_pd(b + j * ldb + 4, hi[j]);
+// 2W x W block (two stacked): every row of b gets one whole 64-byte line, written by
+// streaming stores (no read of the line first, not kept in the cache); b 32-byte aligned,
+// ldb a multiple of W
+template <typename F, typename V, int W>
+SL_TARGET_AVX2 inline void tr_block_stream(const F* a, i64 lda, F* b, i64 ldb) {
+  V lo[W], hi[W];
+  tr_regs(a, lda, lo);
+  tr_regs(a + W * lda, lda, hi);
+  for (int j = 0; j < W; ++j) {
+    stream(b + j * ldb, lo[j]);
+    stream(b + j * ldb + W, hi[j]);
   }
 }
 
 // one 64 x 64 block (rows [i0, i1), cols [j0, j1)) with the W x W register transposes;
 // stream: 2W x W tiles whose output rows are whole 64-byte lines (see run)
-template <typename U, typename F, int W>
+template <typename U, typename F, typename V, int W>
 SL_TARGET_AVX2 void block_simd(const U* in, U* out, i64 rows, i64 cols, i64 i0, i64 i1, i64 j0, i64 j1, bool stream) {
   const i64 iw = i0 + (i1 - i0) / W * W, jw = j0 + (j1 - j0) / W * W;
   i64 i = i0;
@@ -112,15 +102,13 @@ SL_TARGET_AVX2 void block_simd(const U* in, U* out, i64 rows, i64 cols, i64 i0, 
       for (i64 j = j0; j < jw; j += W) {
         const F* a = reinterpret_cast<const F*>(in + i * cols + j);
         F* b = reinterpret_cast<F*>(out + j * rows + i);
-        if constexpr (W == 8) tr16x8_stream(a, cols, b, rows);
-        else tr8x4_stream(a, cols, b, rows);
+        tr_block_stream<F, V, W>(a, cols, b, rows);
       }
   for (; i < iw; i += W)
     for (i64 j = j0; j < jw; j += W) {
       const F* a = reinterpret_cast<const F*>(in + i * cols + j);
       F* b = reinterpret_cast<F*>(out + j * rows + i);
-      if constexpr (W == 8) tr8x8(a, cols, b, rows);
-      else tr4x4(a, cols, b, rows);
+      tr_block<F, V, W>(a, cols, b, rows);
     }
   block_scalar(in, out, rows, cols, i0, iw, jw, j1);
   block_scalar(in, out, rows, cols, iw, i1, j0, j1);
@@ -155,10 +143,10 @@ void run(const U* in, U* out, i64 batch, i64 rows, i64 cols) {
 #ifdef SL_X86_DISPATCH
       if (simd) {
         if constexpr (sizeof(U) == 4) {
-          block_simd<U, float, 8>(src, dst, rows, cols, i0, i1, j0, j1, stream);
+          block_simd<U, float, __m256, 8>(src, dst, rows, cols, i0, i1, j0, j1, stream);
           continue;
         } else if constexpr (sizeof(U) == 8) {
-          block_simd<U, double, 4>(src, dst, rows, cols, i0, i1, j0, j1, stream);
+          block_simd<U, double, __m256d, 4>(src, dst, rows, cols, i0, i1, j0, j1, stream);
           continue;
         }
       }
