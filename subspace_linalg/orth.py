@@ -185,7 +185,9 @@ _WIDE = None  # whether they are there (see _wide_panels)
 
 
 def _wide_panels() -> bool:
-    """Whether the CPU kernels here have the wide-panel Gram (AVX-512 targets)."""
+    """Whether the CPU kernels here have the wide-panel Gram (AVX-512 targets). Cached in a
+    module global, not functools.cache: torch.compile traces this (from _panel_better) and
+    refuses lru_cache-wrapped calls."""
     global _WIDE
     if _WIDE is None:
         from . import _native

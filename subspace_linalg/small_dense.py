@@ -39,12 +39,11 @@ def _cpu_jacobi_better(kind: str, A: torch.Tensor) -> bool:
 
 
 def _cuda_jacobi_better(A: torch.Tensor) -> bool:
-    """On CUDA: the native Jacobi kernels for min(m, n) <= 32 or batches of 64 and more,
-    the thresholds of the native CUDA Cholesky (``_ops.small_dense._cuda_library_better``)."""
-    from ._ops.small_dense import CUDA_NATIVE_MAX_N, CUDA_NATIVE_MIN_BATCH
+    """On CUDA: the native Jacobi kernels where the native small kernels' rule takes them
+    (``_ops.small_dense.cuda_native_better``: min(m, n) <= 32 or batches of 64 and more)."""
+    from ._ops.small_dense import cuda_native_better
 
-    m, n = A.shape[-2], A.shape[-1]
-    return min(m, n) <= CUDA_NATIVE_MAX_N or A.numel() // max(m * n, 1) >= CUDA_NATIVE_MIN_BATCH
+    return cuda_native_better(A)
 
 
 def _use_jacobi(fn: str, method: str, A: torch.Tensor, kind: str) -> bool:

@@ -49,17 +49,20 @@ CUDA_NATIVE_MAX_N = 32      # the native CUDA small kernels (one block per matri
 CUDA_NATIVE_MIN_BATCH = 64  # ... or for batches of at least this many matrices
 
 
+def cuda_native_better(A: torch.Tensor) -> bool:
+    """The one rule for the native CUDA small kernels (one thread block per matrix, column
+    after column): right for small matrices or many of them, not for a few large ones, which
+    they would leave to a single multiprocessor. Rule of thumb, not yet measured on a GPU:
+    min(m, n) <= 32 or a batch of 64 and more. Used for the Cholesky and the triangular
+    inverse here and for the Jacobi SVD / eigh in ``small_dense._use_jacobi``."""
+    m, n = A.shape[-2], A.shape[-1]
+    return min(m, n) <= CUDA_NATIVE_MAX_N or A.numel() // max(m * n, 1) >= CUDA_NATIVE_MIN_BATCH
+
+
 def _cuda_library_better(A: torch.Tensor) -> bool:
-    """The native CUDA Cholesky / triangular inverse run one thread block per matrix, column
-    after column: right for many small matrices, not for a few large ones, where cuSOLVER's
-    blocked potrf and cuBLAS's trsm (the pure-torch reference, same contract) use the whole
-    GPU. Rule of thumb, not yet measured on a GPU: native when n <= 32 or batch >= 64
-    (the same rule picks the Jacobi kernels in ``small_dense._cuda_jacobi_better``)."""
-    if A.device.type != "cuda":
-        return False
-    n = A.shape[-1]
-    batch = A.numel() // max(n * n, 1)
-    return not (n <= CUDA_NATIVE_MAX_N or batch >= CUDA_NATIVE_MIN_BATCH)
+    """On CUDA, where cuSOLVER's blocked potrf and cuBLAS's trsm (the pure-torch reference,
+    same contract) beat the native Cholesky / triangular inverse (:func:`cuda_native_better`)."""
+    return A.device.type == "cuda" and not cuda_native_better(A)
 
 
 def _polish(V: torch.Tensor) -> torch.Tensor:
