@@ -53,7 +53,10 @@ def _basis(Q, X, mode):
                                           ((4, 1030, 64), "slice"), ((1, 5000, 17), "col"), ((2, 260, 130), "col"),
                                           # from 128 columns the packed Gram kernel (AVX-512): a row split
                                           # of one panel, odd rows and columns, a column stride > m
-                                          ((1, 2051, 131), "slice"), ((1, 700, 257), "col")])
+                                          ((1, 2051, 131), "slice"), ((1, 700, 257), "col"),
+                                          # the packed product (from 64 columns) and Gram (from 80):
+                                          # rows that end in a partial strip, a batch over the threads
+                                          ((3, 997, 97), "slice"), ((1, 4099, 81), "col")])
 def test_matches_numpy_qr(device, dtype, mode, shape, layout, gen):
     B, m, k = shape
     Y = _panels(B, m, k, dtype, gen(m * k + mode), layout=layout).to(device)
