@@ -37,7 +37,19 @@ devices, autograd, torch.compile tracing (inductor cannot lower the op with a dy
 weight), an M that is not a dense row- or column-major block (:func:`_dense`), an X
 whose transposing copy would cost more than the product saves, broadcasting batches, a
 torch build without oneDNN (probed once), or ``SUBSPACE_LINALG_ONEDNN=0`` in the
-environment. Measured on the AMD EPYC only.
+environment. Measured on the AMD EPYC.
+
+On an Intel CPU torch's MKL runs its own best kernels, and the route is narrower
+(:func:`policy` "blas", chosen from the CPU vendor): only a single product whose M is
+row-major (A X, a Gram Y^T Y of a column-major Y) takes oneDNN; batches (and so the
+grouped convolution) and an M that is a transposed view (A^T X, a tall-times-small Y S
+of a column-major Y) stay with MKL. Measured on an Intel Xeon (family 6 model 167, AMX,
+2 threads), oneDNN against the MKL path of the callers, ms: A^T X 2048^2 x 74 2.18 / 1.99,
+2048 x 5461 x 266 20.5 / 15.6, x 256 18.0 / 14.8; 16 x 512^2 x 42 1.22 / 0.99 (the
+convolution), A X 1.94 / 1.34 (the loop); Y S 5461 x 256 x 256 2.13 / 1.77, 2048 x 256
+x 256 0.78 / 0.63; but A X 2048^2 x 74 1.92 / 2.19 and 2048 x 5461 x 266 15.7 / 16.9, and
+the Gram of a column-major 5461 x 256 block (without it the factored CholeskyQR of the
+warm rsvd took 25.8 against 9.4 ms). The batched rsvd 16 x 512^2 r32: 15.4 -> 13.0 ms.
 """
 from __future__ import annotations
 
@@ -85,6 +97,44 @@ def _probe() -> bool:
                 and c.shape == (2, 9, 5) and bool(torch.allclose(c, A.mT @ X, rtol=1e-5, atol=1e-5)))
     except Exception:  # a build without the op, or one whose signature differs
         return False
+
+
+_POLICIES = ("onednn", "blas")
+
+
+def _intel_mkl() -> bool:
+    """Whether torch's BLAS is MKL on an Intel CPU (read from /proc/cpuinfo; False where
+    that cannot be read)."""
+    if not torch.backends.mkl.is_available():
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return "GenuineIntel" in line
+    except OSError:
+        pass
+    return False
+
+
+def policy() -> str:
+    """Which products take the route: "onednn" (every product the sizes admit) or "blas"
+    (MKL on its own Intel CPU: only single products of a row-major M, see the module
+    notes). From ``SUBSPACE_LINALG_GEMM_POLICY`` (onednn, blas or auto) when set, else
+    from the CPU vendor; chosen once per process."""
+    if "policy" not in _state:
+        env = os.environ.get("SUBSPACE_LINALG_GEMM_POLICY", "auto")
+        _state["policy"] = env if env in _POLICIES else ("blas" if _intel_mkl() else "onednn")
+    return _state["policy"]
+
+
+def set_policy(name: str) -> str:
+    """Set :func:`policy` ("onednn" or "blas"); returns the previous one."""
+    if name not in _POLICIES:
+        raise ValueError(f"set_policy: name must be one of {list(_POLICIES)}, got {name!r}")
+    prev = policy()
+    _state["policy"] = name
+    return prev
 
 
 def enabled() -> bool:
@@ -146,6 +196,8 @@ def routed(M: torch.Tensor, X: torch.Tensor) -> bool:
     work = r * c * l
     if min(r, c, l) == 0:
         return False
+    if policy() == "blas" and (nb > 1 or not M.is_contiguous()):
+        return False
     if not _conv_case(M, work):  # (the grouped convolution copies X^T whatever X's layout: a small block)
         if nb == 1 and work < _MIN_WORK or nb > 1 and (work < _MIN_BATCH_WORK or nb > _MAX_BATCH
                                                        or min(r, c) < _BATCH_MIN_DIM):
@@ -173,9 +225,10 @@ def conv_sizes(r: int, c: int, l: int) -> bool:
     """Whether a batched (r x c) @ (c x l) product, made from the transposed view of a
     contiguous (c x r) block, is a grouped convolution (:func:`_conv_t`): at least
     :data:`_CONV_MIN_WORK` multiply-adds an element, r and c >= :data:`_CONV_MIN_SIGNAL`,
-    r >= 2 l, two or more torch threads and torch's oneDNN convolutions in float32."""
+    r >= 2 l, two or more torch threads, torch's oneDNN convolutions in float32 and the
+    "onednn" :func:`policy`."""
     work = r * c * l
-    return (work >= _CONV_MIN_WORK and min(r, c) >= _CONV_MIN_SIGNAL and r >= 2 * l
+    return (policy() == "onednn" and work >= _CONV_MIN_WORK and min(r, c) >= _CONV_MIN_SIGNAL and r >= 2 * l
             and torch.get_num_threads() >= 2 and _ieee_conv())
 
 

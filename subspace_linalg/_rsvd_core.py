@@ -143,7 +143,8 @@ def columns_copy(A, l, right_passes):
     Measured on an AMD EPYC (2 threads), 16 x 512^2, l = 42: the copy 1.8-2.5 ms, a right
     product 2.6 ms as a convolution against 4.3-4.8 ms as a loop of oneDNN calls. The copy
     doubles A's memory for the call, so it is made for batches of at most
-    :data:`_COLUMNS_COPY_MAX_BYTES` only."""
+    :data:`_COLUMNS_COPY_MAX_BYTES` only. Under the "blas" :func:`_gemm.policy` (MKL on an
+    Intel CPU) there is no convolution and so no copy."""
     m, n = A.shape[-2:]
     if (right_passes < 2 or A.dim() < 3 or A.numel() <= m * n or A.dtype != torch.float32 or A.device.type != "cpu"
             or A.numel() * A.element_size() > _COLUMNS_COPY_MAX_BYTES

@@ -22,6 +22,18 @@ def gen():
     return make
 
 
+@pytest.fixture(autouse=True)
+def _gemm_policy_onednn():
+    """Every test runs under the "onednn" product policy, whatever this CPU's vendor picks,
+    so route assertions mean the same on every machine; the "blas" policy has its own
+    tests (test_gemm.py) that set it inside the test."""
+    from subspace_linalg import _gemm
+
+    prev = _gemm.set_policy("onednn")
+    yield
+    _gemm.set_policy(prev)
+
+
 def devices():
     """cpu always, cuda as a marked parameter (skipped without a GPU)."""
     return ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]

@@ -205,6 +205,50 @@ def test_environment_switch_turns_the_route_off():
 
 
 @needs_dnn
+def test_blas_policy_keeps_only_single_row_major_products(gen):
+    """Under "blas" (MKL on an Intel CPU) batches, transposed M and the convolution stay
+    with torch.matmul; a single row-major M still takes the route; results stay right."""
+    prev = _gemm.set_policy("blas")
+    try:
+        g = gen()
+        A = torch.randn(800, 600, generator=g)
+        X = torch.randn(600, 40, generator=g)
+        assert _gemm.routed(A, X)
+        _check(_gemm.mm(A, X), A, X)
+        At = torch.randn(600, 800, generator=g).mT
+        assert not _gemm.routed(At, X)
+        _check(_gemm.mm(At, X), At, X)
+        B = torch.randn(4, 260, 300, generator=g).mT   # (4, 300, 260), the convolution's layout
+        XB = torch.randn(4, 260, 40, generator=g)
+        assert not _gemm.routed(B, XB) and not _gemm.conv_sizes(300, 260, 40)
+        _check(_gemm.mm(B, XB), B, XB)
+    finally:
+        _gemm.set_policy(prev)
+    assert _gemm.policy() == prev
+
+
+def test_set_policy_rejects_an_unknown_name():
+    with pytest.raises(ValueError, match=r"set_policy: name must be one of .*got 'mkl'"):
+        _gemm.set_policy("mkl")
+
+
+@pytest.mark.parametrize("env,expect", [("blas", "blas"), ("onednn", "onednn")])
+def test_policy_environment_variable(env, expect):
+    code = "from subspace_linalg import _gemm; print(_gemm.policy())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "SUBSPACE_LINALG_GEMM_POLICY": env})
+    assert out.stdout.strip() == expect
+
+
+def test_policy_auto_follows_the_cpu_vendor():
+    code = "from subspace_linalg import _gemm; print(_gemm.policy(), _gemm._intel_mkl())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "SUBSPACE_LINALG_GEMM_POLICY": "auto"})
+    pol, intel = out.stdout.split()
+    assert pol == ("blas" if intel == "True" else "onednn")
+
+
+@needs_dnn
 def test_rsvd_same_accuracy_with_and_without_the_route(gen):
     """rsvd through oneDNN and through torch.matmul: both near the optimal error."""
     import subspace_linalg as sl
