@@ -49,11 +49,14 @@ of a column-major Y) stay with MKL. Measured on an Intel Xeon (family 6 model 16
 convolution), A X 1.94 / 1.34 (the loop); Y S 5461 x 256 x 256 2.13 / 1.77, 2048 x 256
 x 256 0.78 / 0.63; but A X 2048^2 x 74 1.92 / 2.19 and 2048 x 5461 x 266 15.7 / 16.9, and
 the Gram of a column-major 5461 x 256 block (without it the factored CholeskyQR of the
-warm rsvd took 25.8 against 9.4 ms). The batched rsvd 16 x 512^2 r32: 15.4 -> 13.0 ms.
+warm rsvd took 25.8 against 9.4 ms). Whole rsvd under each policy, two runs each (same
+Xeon, a slower day), ms: 16 x 512^2 r32 17.9 / 18.1 (onednn) against 15.3 / 16.6 (blas);
+2048^2 r64, 2048 x 5461 r256 and its warm refresh within the host's noise.
 """
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 
@@ -124,6 +127,9 @@ def policy() -> str:
     from the CPU vendor; chosen once per process."""
     if "policy" not in _state:
         env = os.environ.get("SUBSPACE_LINALG_GEMM_POLICY", "auto")
+        if env not in _POLICIES + ("auto",):
+            warnings.warn(f"SUBSPACE_LINALG_GEMM_POLICY={env!r} is not one of onednn, blas, auto; using auto",
+                          RuntimeWarning, stacklevel=2)
         _state["policy"] = env if env in _POLICIES else ("blas" if _intel_mkl() else "onednn")
     return _state["policy"]
 

@@ -240,6 +240,14 @@ def test_policy_environment_variable(env, expect):
     assert out.stdout.strip() == expect
 
 
+def test_policy_environment_variable_unknown_value_warns():
+    code = ("import warnings; warnings.simplefilter('error'); from subspace_linalg import _gemm\n"
+            "try:\n    _gemm.policy()\nexcept RuntimeWarning as e:\n    print('warned', e)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "SUBSPACE_LINALG_GEMM_POLICY": "mkl"})
+    assert out.stdout.startswith("warned") and "'mkl'" in out.stdout
+
+
 def test_policy_auto_follows_the_cpu_vendor():
     code = "from subspace_linalg import _gemm; print(_gemm.policy(), _gemm._intel_mkl())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
