@@ -157,10 +157,61 @@ def test_native_and_operator_paths_find_the_same_eigenpairs(which, gen):
 @pytest.mark.cuda
 @pytest.mark.parametrize("layout", ["dense", "csr"])
 def test_cuda_path_matches_the_cpu_driver(layout, gen):
-    """On CUDA the expansion is the torch steps (cuBLAS / cuSPARSE-free CSR gather): the
-    same eigenpairs as on the CPU."""
+    """On CUDA the expansion is the native CUDA kernel: the same eigenpairs as on the CPU."""
     P = poisson2d_scipy(16)
     A = to_torch(P, torch.float64, layout)
     res_cpu = sl.lanczos(A, 4, generator=gen(9))
     res_gpu = sl.lanczos(A.to("cuda"), 4, generator=gen(9))
     torch.testing.assert_close(res_gpu.eigenvalues.cpu(), res_cpu.eigenvalues, rtol=0, atol=1e-9)
+
+
+def _cuda(mats):
+    return tuple(None if t is None else t.cuda() for t in mats)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", ["dense", "csr"])
+@pytest.mark.parametrize("p", [1, 3])
+def test_cuda_kernel_keeps_the_lanczos_relation_and_matches_the_cpu_kernel(dtype, layout, p, gen):
+    g = gen(13 + p)
+    n, rows = 300, 40
+    A = spectrum_matrix(torch.linspace(-2.0, 5.0, n, dtype=torch.float64) ** 3, g).to(dtype)
+    mats = _mats(A, layout)
+    V, H = _start(n, p, rows, dtype, g)
+    Vg, Hg = V.cuda(), H.cuda()
+    stop = rows - p
+    out = lops.expand_cpu(V, H, *mats, p, 0, stop, 1e-6, 7, 0).tolist()
+    outg = torch.ops.subspace_linalg.lanczos_expand_(Vg, Hg, *_cuda(mats), p, 0, stop, 1e-6, 7, 0).tolist()
+    assert outg == out
+    m = outg[0]
+    _check_relation(A, Vg.cpu(), Hg.cpu(), m, p, dtype)
+    k = 2 * p
+    assert float((V[:k] - Vg[:k].cpu()).abs().max()) <= rtol("eig", dtype, n) * 1e2
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cuda_kernel_breakdown_draws_the_same_philox_directions(dtype, gen):
+    g = gen(11)
+    n, p, rows = 60, 2, 14
+    A = spectrum_matrix(torch.tensor([3.0] * 20 + [2.0] * 20 + [1.0] * 20, dtype=torch.float64), g).to(dtype)
+    mats = _mats(A, "dense")
+    V, H = _start(n, p, rows, dtype, g)
+    Vg, Hg = V.cuda(), H.cuda()
+    thresh = 10 * 4 * torch.finfo(dtype).eps
+    out = lops.expand_cpu(V, H, *mats, p, 0, rows - p, thresh, 5, 3).tolist()
+    outg = torch.ops.subspace_linalg.lanczos_expand_(Vg, Hg, *_cuda(mats), p, 0, rows - p, thresh, 5, 3).tolist()
+    assert outg == out and out[2] > 3
+    _check_relation(A, Vg.cpu(), Hg.cpu(), outg[0], p, dtype)
+
+
+@pytest.mark.cuda
+def test_cuda_kernel_non_finite_product_stops_with_status_two(gen):
+    A = spectrum_matrix(torch.linspace(1, 2, 50, dtype=torch.float64), gen(2))
+    A[3, 7] = A[7, 3] = float("nan")
+    for layout in ("dense", "csr"):
+        V, H = _start(50, 2, 12, torch.float64, gen(3))
+        out = torch.ops.subspace_linalg.lanczos_expand_(V.cuda(), H.cuda(), *_cuda(_mats(A, layout)), 2, 0, 10,
+                                                       1e-12, 1, 0).tolist()
+        assert out[1] == 2

@@ -482,18 +482,7 @@ Status expand(int dtype, const LanczosExpandArgs& a) {
 }  // namespace
 
 Status lanczos_expand_cpu(int dtype, const LanczosExpandArgs& a) {
-  SL_REQUIRE(a.n >= 1 && a.p >= 1, "lanczos_expand: n and p must be >= 1, got n = " + std::to_string(a.n) +
-                                       ", p = " + std::to_string(a.p));
-  SL_REQUIRE(0 <= a.j0 && a.j0 + a.p <= a.rows, "lanczos_expand: the pending block [j0, j0 + p) must lie in V's " +
-                                                    std::to_string(a.rows) + " rows, got j0 = " + std::to_string(a.j0));
-  SL_REQUIRE(a.rows <= a.n, "lanczos_expand: V cannot have more rows (" + std::to_string(a.rows) +
-                                ") than the operator's order " + std::to_string(a.n));
-  SL_REQUIRE(a.ldh >= a.rows, "lanczos_expand: H's leading dimension must be >= rows = " + std::to_string(a.rows) +
-                                  ", got " + std::to_string(a.ldh));
-  SL_REQUIRE(a.V && a.H && a.out, "lanczos_expand: null pointer");
-  SL_REQUIRE(a.dense ? a.lda >= a.n : (a.crow && (a.nnz == 0 || (a.col && a.val))),
-             "lanczos_expand: the operator needs a dense matrix (lda >= n) or CSR arrays");
-  SL_REQUIRE(a.draws >= 0, "lanczos_expand: draws must be >= 0");
+  SL_RETURN_IF_ERROR(lanczos_expand_check(a));
   return dispatch_real(dtype, "lanczos_expand", [&](auto tag) -> Status {
     using T = decltype(tag);
     return expand<T>(dtype, a);

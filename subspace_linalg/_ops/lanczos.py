@@ -1,7 +1,7 @@
 """subspace_linalg::lanczos_expand_ — the block Lanczos basis expansion of the
 thick-restart driver (subspace_linalg/spectral.py): native CPU kernel
-(csrc/cpu/lanczos.cpp); on CUDA the pure-torch steps of reference/lanczos.py (cuBLAS
-products, host reads per column for the breakdown test)."""
+(csrc/cpu/lanczos.cpp) and its CUDA twin (csrc/cuda/lanczos.cu: one persistent block, no
+host reads inside the expansion; never run on a GPU yet)."""
 from __future__ import annotations
 
 from typing import Optional
@@ -53,33 +53,40 @@ def _(V, H, dense, crow, col, val, p, j0, jstop, thresh, seed, draws):
     return torch.empty(3, dtype=torch.int64)
 
 
+def _expand(V, H, dense, crow, col, val, p, j0, jstop, thresh, seed, draws) -> torch.Tensor:
+    """The native call on V's device (every tensor contiguous, shapes checked by the
+    caller). On CUDA one persistent block runs the whole expansion on torch's current
+    stream, with a device workspace; the only host read is the 3-entry result at the end."""
+    C = _native.lib()
+    rows, n = V.shape
+    csr = dense is None
+    code = _native.dtype_code(V.dtype)
+    ws = None
+    if V.device.type == "cuda":
+        ws = torch.empty(int(C.lanczos_expand_cuda_workspace_bytes(code, n, p, rows)), dtype=torch.uint8,
+                         device=V.device)
+    out = torch.zeros(3, dtype=torch.int64, device=V.device)
+    C.lanczos_expand(
+        code, n, p, rows, H.stride(0), j0, jstop, float(thresh), int(seed), int(draws),
+        0 if csr else dense.data_ptr(), 0 if csr else dense.stride(0), crow.data_ptr() if csr else 0,
+        col.data_ptr() if csr else 0, val.data_ptr() if csr else 0, val.numel() if csr else 0,
+        V.data_ptr(), H.data_ptr(), out.data_ptr(), 0 if ws is None else ws.data_ptr(), 0 if ws is None else ws.numel(),
+        _native.exec_args(V))
+    return out.cpu()
+
+
 def expand_cpu(V, H, dense, crow, col, val, p: int, j0: int, jstop: int, thresh: float, seed: int,
                draws: int) -> torch.Tensor:
     """The native CPU call (every tensor contiguous, shapes checked by the caller)."""
-    out = torch.empty(3, dtype=torch.int64)
-    rows, n = V.shape
-    csr = dense is None
-    _native.lib().lanczos_expand(
-        _native.dtype_code(V.dtype), n, p, rows, H.stride(0), j0, jstop, float(thresh), int(seed), int(draws),
-        0 if csr else dense.data_ptr(), 0 if csr else dense.stride(0), crow.data_ptr() if csr else 0,
-        col.data_ptr() if csr else 0, val.data_ptr() if csr else 0, val.numel() if csr else 0,
-        V.data_ptr(), H.data_ptr(), out.data_ptr())
-    return out
+    return _expand(V, H, dense, crow, col, val, p, j0, jstop, thresh, seed, draws)
 
 
 def _contig(t):
     return t if t is None or t.is_contiguous() else t.contiguous()
 
 
-@lanczos_expand_.register_kernel("cpu")
+@lanczos_expand_.register_kernel(("cpu", "cuda"))
 def _(V, H, dense, crow, col, val, p, j0, jstop, thresh, seed, draws):
     _check(V, H, dense, crow, col, val, p, j0, jstop)
     torch._check(V.is_contiguous() and H.is_contiguous(), lambda: "lanczos_expand_: V and H must be contiguous")
-    return expand_cpu(V, H, _contig(dense), _contig(crow), _contig(col), _contig(val), p, j0, jstop, thresh, seed,
-                      draws)
-
-
-@lanczos_expand_.register_kernel("cuda")
-def _(V, H, dense, crow, col, val, p, j0, jstop, thresh, seed, draws):
-    _check(V, H, dense, crow, col, val, p, j0, jstop)
-    return _ref.lanczos_expand_(V, H, dense, crow, col, val, p, j0, jstop, thresh, seed, draws)
+    return _expand(V, H, _contig(dense), _contig(crow), _contig(col), _contig(val), p, j0, jstop, thresh, seed, draws)

@@ -18,8 +18,11 @@
 // Inner products are summed in fixed chunks of lanczos_chunk(n) entries, in chunk order:
 // the same numbers for any thread count.
 #pragma once
+#include <cstddef>
 #include <cstdint>
+#include <string>
 
+#include "sl/device.h"
 #include "sl/status.h"
 
 namespace sl {
@@ -52,6 +55,28 @@ struct LanczosExpandArgs {
   std::int64_t* out = nullptr;       // [3]
 };
 
+// the argument checks both backends make
+inline Status lanczos_expand_check(const LanczosExpandArgs& a) {
+  SL_REQUIRE(a.n >= 1 && a.p >= 1, "lanczos_expand: n and p must be >= 1, got n = " + std::to_string(a.n) +
+                                       ", p = " + std::to_string(a.p));
+  SL_REQUIRE(0 <= a.j0 && a.j0 + a.p <= a.rows, "lanczos_expand: the pending block [j0, j0 + p) must lie in V's " +
+                                                    std::to_string(a.rows) + " rows, got j0 = " + std::to_string(a.j0));
+  SL_REQUIRE(a.rows <= a.n, "lanczos_expand: V cannot have more rows (" + std::to_string(a.rows) +
+                                ") than the operator's order " + std::to_string(a.n));
+  SL_REQUIRE(a.ldh >= a.rows, "lanczos_expand: H's leading dimension must be >= rows = " + std::to_string(a.rows) +
+                                  ", got " + std::to_string(a.ldh));
+  SL_REQUIRE(a.V && a.H && a.out, "lanczos_expand: null pointer");
+  SL_REQUIRE(a.dense ? a.lda >= a.n : (a.crow && (a.nnz == 0 || (a.col && a.val))),
+             "lanczos_expand: the operator needs a dense matrix (lda >= n) or CSR arrays");
+  SL_REQUIRE(a.draws >= 0, "lanczos_expand: draws must be >= 0");
+  return Status::ok();
+}
+
 Status lanczos_expand_cpu(int dtype, const LanczosExpandArgs& a);
+
+// CUDA (csrc/cuda/lanczos.cu): one persistent block, every pointer device memory (out
+// included); ws of lanczos_expand_cuda_workspace_bytes on the same device
+std::size_t lanczos_expand_cuda_workspace_bytes(int dtype, std::int64_t n, std::int64_t p, std::int64_t rows);
+Status lanczos_expand_cuda(int dtype, const LanczosExpandArgs& a, void* ws, std::size_t ws_bytes, const Exec& exec);
 
 }  // namespace sl
