@@ -1,6 +1,6 @@
 """Pure-torch reference of subspace_linalg::lanczos_expand_ (the contract is in
 csrc/include/sl/lanczos.h): the same steps, reductions in float64, the same Philox
-directions after a breakdown; also the CUDA path."""
+directions after a breakdown (the native CPU and CUDA kernels are tested against it)."""
 from __future__ import annotations
 
 import torch
