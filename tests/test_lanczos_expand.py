@@ -13,6 +13,7 @@ from subspace_linalg.reference import lanczos as ref
 
 from _krylov_cases import dense_to_csr, poisson2d_scipy, spectrum_matrix, to_torch
 from _tolerances import rtol
+from conftest import devices
 
 DTYPES = [torch.float32, torch.float64]
 
@@ -42,10 +43,16 @@ def _check_relation(A, V, H, m, p, dtype):
     assert orth <= rtol("orth", dtype, n) * 10, orth
 
 
+def _on(device, mats):
+    return tuple(None if t is None else t.to(device) for t in mats)
+
+
+@pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("layout", ["dense", "csr"])
 @pytest.mark.parametrize("p", [1, 3])
-def test_native_expansion_keeps_the_lanczos_relation_and_matches_the_torch_steps(dtype, layout, p, gen):
+def test_native_expansion_keeps_the_lanczos_relation_and_matches_the_torch_steps(device, dtype, layout, p, gen):
+    """The native kernel of ``device`` (CPU, or the CUDA twin) against the pure-torch steps."""
     g = gen(3 + p)
     n, rows = 300, 40
     A = spectrum_matrix(torch.linspace(-2.0, 5.0, n, dtype=torch.float64) ** 3, g).to(dtype)
@@ -53,7 +60,9 @@ def test_native_expansion_keeps_the_lanczos_relation_and_matches_the_torch_steps
     V, H = _start(n, p, rows, dtype, g)
     V2, H2 = V.clone(), H.clone()
     stop = rows - p
-    out = lops.expand_cpu(V, H, *mats, p, 0, stop, 1e-6, 7, 0).tolist()
+    Vd, Hd = V.to(device), H.to(device)
+    out = torch.ops.subspace_linalg.lanczos_expand_(Vd, Hd, *_on(device, mats), p, 0, stop, 1e-6, 7, 0).tolist()
+    V, H = Vd.cpu(), Hd.cpu()
     out2 = ref.lanczos_expand_(V2, H2, *mats, p, 0, stop, 1e-6, 7, 0).tolist()
     m = out[0]
     assert out == out2 == [m, 0, 0] and m + p > stop and m <= stop
@@ -64,8 +73,9 @@ def test_native_expansion_keeps_the_lanczos_relation_and_matches_the_torch_steps
     assert float((V[:k] - V2[:k]).abs().max()) <= rtol("eig", dtype, n) * 1e2
 
 
+@pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_breakdown_gets_a_fresh_philox_direction_coupled_to_nothing(dtype, gen):
+def test_breakdown_gets_a_fresh_philox_direction_coupled_to_nothing(device, dtype, gen):
     """Three distinct eigenvalues: the Krylov space of a 2-block is exhausted after three
     steps; every further slot is a Philox direction (draw counter), the same in the native
     kernel and the torch steps, and the basis stays orthonormal."""
@@ -75,7 +85,10 @@ def test_breakdown_gets_a_fresh_philox_direction_coupled_to_nothing(dtype, gen):
     mats = _mats(A, "dense")
     V, H = _start(n, p, rows, dtype, g)
     V2, H2 = V.clone(), H.clone()
-    out = lops.expand_cpu(V, H, *mats, p, 0, rows - p, 10 * 4 * torch.finfo(dtype).eps, 5, 3).tolist()
+    Vd, Hd = V.to(device), H.to(device)
+    out = torch.ops.subspace_linalg.lanczos_expand_(Vd, Hd, *_on(device, mats), p, 0, rows - p,
+                                                    10 * 4 * torch.finfo(dtype).eps, 5, 3).tolist()
+    V, H = Vd.cpu(), Hd.cpu()
     out2 = ref.lanczos_expand_(V2, H2, *mats, p, 0, rows - p, 10 * 4 * torch.finfo(dtype).eps, 5, 3).tolist()
     m, status, draws = out
     assert status == 0 and draws > 3 and out2 == out
@@ -165,53 +178,12 @@ def test_cuda_path_matches_the_cpu_driver(layout, gen):
     torch.testing.assert_close(res_gpu.eigenvalues.cpu(), res_cpu.eigenvalues, rtol=0, atol=1e-9)
 
 
-def _cuda(mats):
-    return tuple(None if t is None else t.cuda() for t in mats)
-
-
-@pytest.mark.cuda
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("layout", ["dense", "csr"])
-@pytest.mark.parametrize("p", [1, 3])
-def test_cuda_kernel_keeps_the_lanczos_relation_and_matches_the_cpu_kernel(dtype, layout, p, gen):
-    g = gen(13 + p)
-    n, rows = 300, 40
-    A = spectrum_matrix(torch.linspace(-2.0, 5.0, n, dtype=torch.float64) ** 3, g).to(dtype)
-    mats = _mats(A, layout)
-    V, H = _start(n, p, rows, dtype, g)
-    Vg, Hg = V.cuda(), H.cuda()
-    stop = rows - p
-    out = lops.expand_cpu(V, H, *mats, p, 0, stop, 1e-6, 7, 0).tolist()
-    outg = torch.ops.subspace_linalg.lanczos_expand_(Vg, Hg, *_cuda(mats), p, 0, stop, 1e-6, 7, 0).tolist()
-    assert outg == out
-    m = outg[0]
-    _check_relation(A, Vg.cpu(), Hg.cpu(), m, p, dtype)
-    k = 2 * p
-    assert float((V[:k] - Vg[:k].cpu()).abs().max()) <= rtol("eig", dtype, n) * 1e2
-
-
-@pytest.mark.cuda
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_cuda_kernel_breakdown_draws_the_same_philox_directions(dtype, gen):
-    g = gen(11)
-    n, p, rows = 60, 2, 14
-    A = spectrum_matrix(torch.tensor([3.0] * 20 + [2.0] * 20 + [1.0] * 20, dtype=torch.float64), g).to(dtype)
-    mats = _mats(A, "dense")
-    V, H = _start(n, p, rows, dtype, g)
-    Vg, Hg = V.cuda(), H.cuda()
-    thresh = 10 * 4 * torch.finfo(dtype).eps
-    out = lops.expand_cpu(V, H, *mats, p, 0, rows - p, thresh, 5, 3).tolist()
-    outg = torch.ops.subspace_linalg.lanczos_expand_(Vg, Hg, *_cuda(mats), p, 0, rows - p, thresh, 5, 3).tolist()
-    assert outg == out and out[2] > 3
-    _check_relation(A, Vg.cpu(), Hg.cpu(), outg[0], p, dtype)
-
-
 @pytest.mark.cuda
 def test_cuda_kernel_non_finite_product_stops_with_status_two(gen):
     A = spectrum_matrix(torch.linspace(1, 2, 50, dtype=torch.float64), gen(2))
     A[3, 7] = A[7, 3] = float("nan")
     for layout in ("dense", "csr"):
         V, H = _start(50, 2, 12, torch.float64, gen(3))
-        out = torch.ops.subspace_linalg.lanczos_expand_(V.cuda(), H.cuda(), *_cuda(_mats(A, layout)), 2, 0, 10,
+        out = torch.ops.subspace_linalg.lanczos_expand_(V.cuda(), H.cuda(), *_on("cuda", _mats(A, layout)), 2, 0, 10,
                                                        1e-12, 1, 0).tolist()
         assert out[1] == 2

@@ -63,4 +63,32 @@ inline bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(
 
 inline cudaStream_t as_stream(std::uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
 
+// Reductions (krylov.cu, lanczos.cu), in their own namespace so that files with local
+// variants (small_dense.cu, spm.cu) keep theirs.
+namespace dev {
+
+// sum over the 32 lanes of a warp; every lane gets it
+template <typename T>
+__device__ __forceinline__ T warp_sum(T v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// block-wide sum of v in a fixed order (for a fixed block size); every thread gets the same
+// result. red: >= 32 slots of shared memory.
+template <typename T>
+__device__ __forceinline__ T block_sum(T v, T* red) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  v = warp_sum(v);
+  __syncthreads();  // red may still be read by a previous reduction
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  T t = T(0);
+  for (int w = 0; w < nw; ++w) t += red[w];
+  return t;
+}
+
+}  // namespace dev
+
 }  // namespace sl

@@ -21,12 +21,8 @@
 namespace sl {
 namespace {
 
-template <typename T>
-__device__ __forceinline__ T warp_sum(T v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
+using dev::block_sum;
+using dev::warp_sum;
 
 template <typename T>
 __global__ void cg_update_warp_kernel(std::int64_t S, std::int64_t n, T* __restrict__ x, T* __restrict__ r,
@@ -90,18 +86,6 @@ __global__ void cg_update_finish_kernel(std::int64_t S, std::int64_t chunks, con
   if (lane == 0) rr[s] = acc;
 }
 
-// block-wide sum of v; every thread gets the same result. red: >= 32 slots of shared memory.
-template <typename T>
-__device__ __forceinline__ T block_sum(T v, T* red) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-  v = warp_sum(v);
-  __syncthreads();  // red may still be read by a previous reduction
-  if (lane == 0) red[warp] = v;
-  __syncthreads();
-  T t = T(0);
-  for (int w = 0; w < nw; ++w) t += red[w];
-  return t;
-}
 
 template <typename T>
 __device__ __forceinline__ void block_matvec(const T* __restrict__ A, const T* v, T* out, int n) {

@@ -24,23 +24,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__device__ __forceinline__ double lz_warp_sum(double v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
-// block-wide sum; every thread gets the same result (red: >= 32 doubles of shared memory)
-__device__ __forceinline__ double lz_block_sum(double v, double* red) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-  v = lz_warp_sum(v);
-  __syncthreads();
-  if (lane == 0) red[warp] = v;
-  __syncthreads();
-  double t = 0.0;
-  for (int w = 0; w < nw; ++w) t += red[w];
-  return t;
-}
 
 template <typename T>
 __device__ double lz_norm(const T* w, std::int64_t n, double* red) {
@@ -49,7 +32,7 @@ __device__ double lz_norm(const T* w, std::int64_t n, double* red) {
     const double x = static_cast<double>(w[t]);
     s += x * x;
   }
-  return sqrt(lz_block_sum(s, red));
+  return sqrt(dev::block_sum(s, red));
 }
 
 // c[i] = <B_i, w> for rows i < r of B (one warp per row)
@@ -60,7 +43,7 @@ __device__ void lz_dots(const T* B, std::int64_t r, std::int64_t n, const T* w, 
     const T* b = B + i * n;
     double acc = 0.0;
     for (std::int64_t t = lane; t < n; t += 32) acc += static_cast<double>(b[t]) * static_cast<double>(w[t]);
-    acc = lz_warp_sum(acc);
+    acc = dev::warp_sum(acc);
     if (lane == 0) c[i] = acc;
   }
   __syncthreads();
@@ -102,7 +85,7 @@ __device__ void lz_apply(const LanczosExpandArgs& a, const T* X, std::int64_t p,
         const T* x = X + s * n;
         double acc = 0.0;
         for (std::int64_t t = lane; t < n; t += 32) acc += static_cast<double>(row[t]) * static_cast<double>(x[t]);
-        acc = lz_warp_sum(acc);
+        acc = dev::warp_sum(acc);
         if (lane == 0) Y[s * n + i] = static_cast<T>(acc);
       }
     }
