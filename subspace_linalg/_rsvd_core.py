@@ -67,7 +67,13 @@ def _mm(M, X):
     on an Intel Xeon the row-major form was 1.1-1.5x faster at 2048^2 l=74 and 16x512^2
     l=42; on an AMD EPYC (32 MiB L3) it is 1.3-1.4x faster at 384x1024 l=58, 768x2048
     l=42 and 16x512^2 l=42, level at 2048^2 and 1024x2816, and 1.2-1.7x slower for larger
-    A (2048x5461 at l = 32..256, 2048x8192) and at l = 256 (1.1-1.2x, square S). X^T
+    A (2048x5461 at l = 32..256, 2048x8192) and at l = 256 (1.1-1.2x, square S). Under the
+    "blas" :func:`_gemm.policy` (MKL on an Intel CPU) it is taken at every size and width:
+    on an Intel Xeon (family 6 model 167, 2 threads) against the transposed GEMM plus the
+    transposing copy its column-major result saves the orthonormalization (median of 7,
+    two runs), ms: 2048x5461 l=74 7.1-9.3 / 8.8-12.0, l=256 20.3-21.0 / 22.1-23.1, l=266
+    23.0-24.4 / 24.4-25.4; 2048^2 l=74 2.5-2.6 / 3.0, l=256 7.3-7.8 / 8.9-9.3; 4096^2
+    l=74 10.7-11.3 / 18.3-19.0, l=266 31.5-31.9 / 38.0-39.4 (X row- or column-major). X^T
     stays a view (the GEMM reads it transposed): 0.2-0.9 ms faster than copying it.
     Batched (bmm) with a narrow block, the product with a row-major M is made the same
     way, as the wide output (X^T M^T)^T: 1.27-1.37x faster than M @ X at 16x512^2 l=42 and
@@ -81,8 +87,9 @@ def _mm(M, X):
     if M.device.type != "cpu":  # (not measured on a GPU: the row-major form, as before)
         return (X.mT @ M.mT).mT if M.stride(-2) == 1 and M.stride(-1) != 1 else M @ X
     narrow = X.shape[-1] < 192
-    if M.stride(-2) == 1 and M.stride(-1) != 1 and narrow and M.numel() * M.element_size() <= _ROW_MAJOR_MAX_BYTES:
-        return (X.mT @ M.mT).mT
+    if M.stride(-2) == 1 and M.stride(-1) != 1 and (
+            _gemm.policy() == "blas" or narrow and M.numel() * M.element_size() <= _ROW_MAJOR_MAX_BYTES):
+        return (X.mT @ M.mT).mT  # (the "blas" policy, MKL on an Intel CPU: at every size, see above)
     if M.dim() > 2 and narrow and M.stride(-1) == 1:
         return (X.mT @ M.mT).mT  # batched: the wide output (l x rows) is faster, see above
     if _pad_better(M, X):
