@@ -74,10 +74,44 @@ def orthonormalize_flagged_span(Y: torch.Tensor):
     return _cholqr_span(Y)
 
 
+_GRAM_MIN_RATIO = 1e-8  # smallest lambda_min / lambda_max of R^T R the Gram SVD accepts (see _svd_gram)
+
+
+def _svd_gram(R: torch.Tensor):
+    """Thin SVD of float32 R (..., l, l) from the eigendecomposition of its float64 Gram
+    R^T R = V diag(lam) V^T: S = sqrt(lam), U = R V S^{-1} (formed in float64), or None
+    where some element has lam_min <= 1e-8 lam_max or a non-finite Gram (one host read).
+    The Gram of float32 data is exact to float64 rounding, so U^T U - I is of the order
+    u64 lam_max / lam_min <= 1e-8 before the rounding to float32, and S as accurate as
+    float32 holds it; below the floor (a rank-deficient or fast-decaying R) the caller
+    takes the SVD. Measured on an Intel Xeon (family 6 model 167, 2 threads), eigh of the
+    float64 Gram against the float32 SVD, ms: 74^2 0.26 / 0.41, 16 x 42^2 1.66 / 2.82
+    (Jacobi 2.12), 266^2 3.67 / 5.50; whole rsvd, this against the SVD (median of 5
+    alternating rounds, bench inputs): 2048^2 r64 20.91 / 21.31, 16 x 512^2 r32 21.32 /
+    22.12, 2048 x 5461 r256 188.9 / 193.4, its warm refresh 65.3 / 66.7. CPU only (not
+    measured on a GPU)."""
+    R64 = R.to(torch.float64)
+    G = R64.mT @ R64
+    if not bool(torch.isfinite(G).all()):
+        return None
+    lam, V = torch.linalg.eigh(G)  # ascending
+    lam, V = lam.flip(-1), V.flip(-1)
+    if not bool((lam[..., -1] > _GRAM_MIN_RATIO * lam[..., 0]).all()):
+        return None
+    S = lam.sqrt()
+    U = (R64 @ V) / S.unsqueeze(-2)
+    return SVDResult(U.to(R.dtype), S.to(R.dtype), V.mT.to(R.dtype))
+
+
 def svd_small(R: torch.Tensor) -> SVDResult:
     """Thin SVD of small square matrices (..., l, l); S descending (block Krylov's
-    (q + 1) l can exceed svd_small's range: those go to torch.linalg.svd)."""
+    (q + 1) l can exceed svd_small's range: those go to torch.linalg.svd). float32 on the
+    CPU (outside torch.compile) first tries the float64 Gram (:func:`_svd_gram`)."""
     n = R.shape[-1]
+    if R.dtype == torch.float32 and R.device.type == "cpu" and n <= _SMALL_MAX and not torch.compiler.is_compiling():
+        res = _svd_gram(R)
+        if res is not None:
+            return res
     if (R.device.type == "cpu" and n <= _JACOBI_TRI_MAX_N and R.numel() >= _JACOBI_TRI_MIN_BATCH * n * n and R.dim() > 2
             and _native_threads() >= 2):
         # a batch of the drivers' upper triangular R: one-sided Jacobi on R^T (lower

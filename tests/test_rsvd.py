@@ -146,11 +146,13 @@ def test_batched(gen, orth_path):
 @pytest.mark.parametrize("dtype", [F64, torch.float32])
 def test_batch_of_sixteen_takes_jacobi_on_the_triangular_factor(dtype, gen, monkeypatch):
     """16 or more small matrices: the small SVD of the upper triangular R runs one-sided
-    Jacobi on R^T (the CPU rule in _lowrank_stages); also rank-deficient elements."""
+    Jacobi on R^T (the CPU rule in _lowrank_stages, where the float64 Gram SVD declines,
+    switched off here); also rank-deficient elements."""
     from subspace_linalg import _lowrank_stages as st
 
     calls = []
     real = st._svd_small
+    monkeypatch.setattr(st, "_svd_gram", lambda R: None)
     monkeypatch.setattr(st, "_svd_small", lambda R, **kw: calls.append(kw.get("method")) or real(R, **kw))
     monkeypatch.setattr(st, "_native_threads", lambda: 2)  # the rule needs two threads (see below)
     kinds = ["poly1", "geometric", "spikes", "poly2"] * 4
@@ -171,12 +173,67 @@ def test_batch_of_sixteen_at_one_thread_keeps_lapack(gen, monkeypatch):
 
     calls = []
     real = st._svd_small
+    monkeypatch.setattr(st, "_svd_gram", lambda R: None)  # (the rule behind the Gram SVD)
     monkeypatch.setattr(st, "_svd_small", lambda R, **kw: calls.append(kw.get("method")) or real(R, **kw))
     monkeypatch.setattr(st, "_native_threads", lambda: 1)
     A = torch.stack([make("poly1", 120, 90, gen(i)) for i in range(16)]).float()
     res = sl.rsvd(A, 12, generator=gen(7))
     assert calls == [None]
     check_svd(A, res, 12, torch.float32)
+
+
+@pytest.mark.parametrize("batch,l,cond", [((), 8, 10.0), ((), 74, 1e3), ((16,), 42, 1e2), ((), 266, 3e3)])
+def test_gram_svd_of_the_small_factor(batch, l, cond, gen):
+    """The float32 small SVD from the float64 Gram (_lowrank_stages._svd_gram) against the
+    float64 SVD: singular values, orthonormal factors, reconstruction; upper triangular R
+    as the drivers pass it, log-spaced spectrum of condition ``cond``."""
+    from subspace_linalg import _lowrank_stages as st
+
+    g = gen(l)
+    s = torch.logspace(0, -math.log10(cond), l, dtype=F64)
+    R = torch.linalg.qr((_orth(l, l, g) * s) @ _orth(l, l, g).T).R if not batch else torch.stack(
+        [torch.linalg.qr((_orth(l, l, g) * s) @ _orth(l, l, g).T).R for _ in range(batch[0])])
+    R32 = R.float()
+    res = st._svd_gram(R32)
+    assert res is not None and all(t.dtype == torch.float32 for t in res)
+    U, S, Vh = (t.double() for t in res)
+    R = R32.double()
+    S_ref = torch.linalg.svdvals(R)
+    eye = torch.eye(l, dtype=F64)
+    assert float(((S - S_ref).abs() / S_ref[..., :1]).max()) <= rtol("small_dense", torch.float32, l)
+    assert (S[..., :-1] >= S[..., 1:]).all()
+    assert float((U.mT @ U - eye).norm(dim=(-2, -1)).max()) <= rtol("orth", torch.float32, l)
+    assert float((Vh @ Vh.mT - eye).norm(dim=(-2, -1)).max()) <= rtol("orth", torch.float32, l)
+    err = (R - U * S.unsqueeze(-2) @ Vh).norm(dim=(-2, -1)) / R.norm(dim=(-2, -1))
+    assert float(err.max()) <= rtol("small_dense", torch.float32, l)
+
+
+def test_gram_svd_declines_where_the_gram_loses_the_small_values(gen, monkeypatch):
+    """Rank-deficient, zero, too ill-conditioned (1e5 > 1e4 = the floor's condition) or
+    non-finite R: _svd_gram returns None and svd_small takes the SVD instead."""
+    from subspace_linalg import _lowrank_stages as st
+
+    g = gen(5)
+    good = torch.linalg.qr(torch.randn(3, 20, 20, generator=g, dtype=F64)).R.float()
+    deficient = good.clone()
+    deficient[1, -1, -1] = 0.0  # one singular value 0 (R upper triangular)
+    ill = torch.linalg.qr((_orth(20, 20, g) * torch.logspace(0, -5, 20, dtype=F64)) @ _orth(20, 20, g).T).R.float()
+    nan = good.clone()
+    nan[0, 0, 3] = float("nan")
+    assert st._svd_gram(good) is not None
+    for R in (deficient, torch.zeros(20, 20), ill, nan):
+        assert st._svd_gram(R) is None
+    calls = []
+    real = st._svd_small
+    monkeypatch.setattr(st, "_svd_small", lambda R, **kw: calls.append(1) or real(R, **kw))
+    for R in (deficient, ill):
+        U, S, Vh = st.svd_small(R)
+        assert calls  # the fallback ran
+        calls.clear()
+        S_ref = torch.linalg.svdvals(R.double())
+        assert float((S.double() - S_ref).abs().max()) <= rtol("small_dense", torch.float32, 20) * float(S_ref.max())
+    st.svd_small(good)
+    assert not calls  # the Gram SVD took it
 
 
 def test_rank_deficient_and_zero(gen, orth_path):
