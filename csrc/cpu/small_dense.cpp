@@ -152,10 +152,10 @@ Status cholqr_panel_cpu(int dtype, int mode, const void* y, i64 y_bstride, i64 y
     std::vector<T> part, col;
     try {
       part.resize(static_cast<std::size_t>(batch * (parts - 1) * k * k));
-      col.resize(static_cast<std::size_t>(batch * k));
+      col.resize(static_cast<std::size_t>(kPanelCholNB * kSmallDenseMaxN));
     } catch (const std::bad_alloc&) {
       return invalid_argument("cholqr_panel: cannot allocate a host scratch buffer of " +
-                              std::to_string(batch * ((parts - 1) * k + 1) * k) + " elements");
+                              std::to_string(batch * (parts - 1) * k * k + kPanelCholNB * kSmallDenseMaxN) + " elements");
     }
     return SL_SMALL_DENSE_ISA_CALL(cholqr_panel_run<T>(mode, static_cast<const T*>(y), y_bstride, y_ld,
                                                        static_cast<T*>(q), static_cast<T*>(l), static_cast<T*>(x),

@@ -21,6 +21,8 @@
 namespace sl {
 
 constexpr std::int64_t kSmallDenseMaxN = 512;
+// columns per block of the CPU panel Cholesky (cholqr_panel's scratch: kPanelCholNB kSmallDenseMaxN elements)
+constexpr int kPanelCholNB = 16;
 
 // Cholesky A = L L^T of symmetric A (only the lower triangle is read).
 //   a: (batch, n, n) in, l: (batch, n, n) out (strict upper triangle zero),
