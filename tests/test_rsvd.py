@@ -512,6 +512,26 @@ def test_pass_products_equal_the_plain_product_in_every_orientation(batch, rows,
     assert float((got.double() - want).abs().max()) <= 20 * math.sqrt(l) * torch.finfo(torch.float32).eps * float(want.abs().max())
 
 
+@pytest.mark.parametrize("l", [26, 266])
+def test_blas_policy_makes_a_large_transposed_product_row_major(l, gen, monkeypatch):
+    """Under the "blas" policy (MKL on an Intel CPU) A^T X of a row-major A above the 16 MiB
+    limit, at any width, is the row-major product (X^T A)^T: a column-major result (the
+    layout the orthonormalization reads in place), the same product."""
+    from subspace_linalg import _gemm
+    from subspace_linalg import _rsvd_core as core
+
+    g = gen(l)
+    A = torch.randn(2100, 2050, generator=g)  # 17.2 MB of float32
+    X = torch.randn(2100, l, generator=g)
+    want = A.double().mT @ X.double()
+    tol = 20 * math.sqrt(2100) * torch.finfo(torch.float32).eps * float(want.abs().max())
+    monkeypatch.setitem(_gemm._state, "policy", "blas")
+    assert not _gemm.routed(A.mT, X)  # (MKL's product, not oneDNN's)
+    got = core._mm(A.mT, X)
+    assert got.shape == (2050, l) and got.stride(-2) == 1 and got.mT.is_contiguous()
+    assert float((got.double() - want).abs().max()) <= tol
+
+
 def test_small_cpu_blocks_take_householder_and_large_ones_the_flagged_cholqr(monkeypatch, gen):
     """The size rule of the passes' orthonormalization on the CPU, observed through the
     functions it calls (the accuracy tests run both paths through ``orth_path``)."""
