@@ -19,16 +19,19 @@ _GATE = 0.5
 
 
 def _cpu_lapack_better(A: torch.Tensor) -> bool:
-    """Where LAPACK (potrf, trsm) beats the native CPU Cholesky and triangular inverse,
-    measured on the 2-core AMX Xeon of CI (1 and 2 threads; n in 16..256, batch in
-    1..256): for one to three matrices (about 2x at n = 74 and 256, the native calls
-    also paying the custom-op dispatch) and above n = 128; the native Cholesky wins on
-    batches (2-3.5x at batch 16-256, n <= 128). CUDA has its own rule inside the ops."""
+    """Where LAPACK (potrf, trsm) beats the native CPU Cholesky and triangular inverse: one
+    matrix below n = 256 (the native call also pays the custom-op dispatch). Measured on the
+    2-core AMX Xeon, cholesky_small against cholesky_ex, ms: one matrix n = 96 0.092 / 0.057,
+    192 0.16 / 0.11-0.12, 224 0.19-0.21 / 0.13-0.14, 256 0.23 / 0.29, 320 0.35 / 0.35, 512
+    1.02 / 1.42-1.48; two matrices 128 0.13 / 0.23, 256 0.30-0.31 / 0.59; 3 x 96 0.135 /
+    0.134, 3 x 192 0.25 / 0.33, 8 x 256 0.90 / 2.35 (the native one-matrix Cholesky by blocks
+    of 16 columns; before it, LAPACK also won at n > 128 and for up to three matrices). CUDA
+    has its own rule inside the ops."""
     if A.device.type != "cpu":
         return False
     n = A.shape[-1]
     batch = A.numel() // max(n * n, 1)
-    return batch < 4 or n > 128
+    return batch == 1 and n < 256
 
 
 _GRAM_ROWS = 2048  # rows per block of the Gram's inner dimension
@@ -117,7 +120,8 @@ def _chol_inv(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
     if k <= _MAX_NATIVE and not _cpu_lapack_better(G):
         L, info = torch.ops.subspace_linalg.cholesky_small.default(G)
         X, info2 = torch.ops.subspace_linalg.tril_inverse_small.default(L)
-        return X, L, (info == 0) & (info2 == 0)
+        ok = (info == 0) & (info2 == 0)  # (a failed L keeps its rows above the pivot: zeroed)
+        return X, L.masked_fill((~ok).view(ok.shape + (1, 1)), 0), ok
     L, info = torch.linalg.cholesky_ex(G)
     if _NATIVE_INV_MIN <= k <= _MAX_NATIVE and G.device.type == "cpu":
         # a NaN in L reaches its diagonal, which the native inverse checks (info2)

@@ -289,9 +289,9 @@ def test_gram_from_its_lower_half_matches_float64(m, k, dtype, gen):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("k", [100, 300])
 def test_lapack_cholesky_with_native_inverse_flags_each_failure(k, dtype, gen):
-    """From k = 96 up on the CPU (one matrix, or k > 128): LAPACK's Cholesky and the
-    native triangular inverse; an indefinite or non-finite Gram gives ok False and X = L = 0,
-    a good one X = L^{-1}."""
+    """One matrix on the CPU: k = 100, LAPACK's Cholesky and the native triangular inverse;
+    k = 300, both native (see orth._cpu_lapack_better). An indefinite or non-finite Gram
+    gives ok False and X = L = 0, a good one X = L^{-1}."""
     from subspace_linalg.orth import _chol_inv
 
     Y = torch.randn(2 * k, k, dtype=dtype, generator=gen(k))

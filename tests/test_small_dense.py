@@ -76,6 +76,31 @@ def test_cholesky_breakdown_flag(device, dtype, gen):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n, bad", [(40, 37), (300, 170), (300, 16), (130, 0)])
+def test_blocked_cholesky_breakdown_keeps_the_rows_above(dtype, n, bad, gen):
+    """Few matrices (the blocked one-matrix kernel, 16 columns a block): a breakdown at pivot
+    ``bad`` (inside a block, on its first column, at the very first) gives info = bad + 1,
+    rows < bad equal to the factor of the leading block (float64 LAPACK), rows >= bad zero;
+    a NaN is flagged the same way; a good matrix matches LAPACK."""
+    A = _spd((2,), n, dtype, gen(n + bad), cond=100.0).clone()
+    good = A[0].clone()
+    A[0, bad, bad] = -1e3 * float(A[0].abs().max())  # the Schur complement's pivot goes negative
+    A[1, bad, bad] = float("nan")
+    L, info = OPS.cholesky_small(A)
+    assert info.tolist() == [bad + 1, bad + 1]
+    assert bool(torch.isfinite(L).all()) and bool((L[:, bad:] == 0).all())
+    tol = rtol("small_dense", dtype, n)
+    if bad:
+        for b in range(2):
+            ref = torch.linalg.cholesky(A[b, :bad, :bad].double())
+            assert float(_fro(L[b, :bad, :bad].double() - ref) / _fro(ref)) <= tol * 10
+            assert bool((L[b, :bad, bad:] == 0).all())
+    L1, info1 = OPS.cholesky_small(good.unsqueeze(0))
+    ref = torch.linalg.cholesky(good.double())
+    assert int(info1) == 0 and float(_fro(L1[0].double() - ref) / _fro(ref)) <= tol * 10
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("batch, n", [(16, 42), (8, 40), (12, 64), (40, 26)])
 def test_interleaved_groups_against_lapack(dtype, batch, n, gen):
     """The batch-interleaved CPU kernels in both group widths (W lanes, and W / 2 when the

@@ -265,6 +265,8 @@ def cases(device: str, dtype: torch.dtype, quick: bool) -> list[Case]:
         out += [_cholesky_case(b, n, cd, device), _tri_case(b, n, cd, device)]
         out += [_eigh_case(b, n, cd, device, meth) for meth in ("jacobi", "auto")]
         out += [_svd_case(b, n, n, cd, device, meth) for meth in ("jacobi", "auto")]
+    # one large matrix (the k x k stage of a single block: the blocked one-matrix kernels)
+    out += [_cholesky_case(1, 256, _cdt(dtype), device), _tri_case(1, 256, _cdt(dtype), device)]
     out += [_solve_case(1, 8192, 64, _cdt(dtype), device), _solve_case(1, 16384, 256, _cdt(dtype), device),
             _svd_case(1, 74, 2048, _cdt(dtype), device, "jacobi"), _svd_case(1, 74, 2048, _cdt(dtype), device, "auto")]
     return out
