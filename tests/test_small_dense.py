@@ -142,6 +142,21 @@ def test_tril_inverse_and_solve(device, dtype, n, gen):
     assert err <= tol * 4
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [127, 128, 131, 300, 512])
+def test_tril_inverse_of_one_matrix_split_over_columns(dtype, n, gen):
+    """One matrix from n = 128 (CPU): the columns of X split between two threads, four rows
+    at a time; against the float64 inverse, exactly lower triangular; a zero pivot flagged."""
+    L = sl.cholesky_small(_spd((1,), n, dtype, gen(n), cond=100.0))[0]
+    X, info = OPS.tril_inverse_small(L)
+    assert int(info) == 0 and torch.equal(X, X.tril())
+    ref = torch.linalg.inv(L[0].double())
+    assert float(_fro(X[0].double() - ref) / _fro(ref)) <= rtol("small_dense", dtype, n) * 10
+    L[0, n - 2, n - 2] = 0.0
+    X, info = OPS.tril_inverse_small(L)
+    assert int(info) == n - 1 and not bool(X.any())
+
+
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("batch", [3, 7])  # per-matrix and batch-interleaved CPU kernels
 def test_tril_inverse_zero_diagonal(device, batch):
