@@ -41,7 +41,8 @@ environment. Measured on the AMD EPYC.
 
 On an Intel CPU torch's MKL runs its own best kernels, and the route is narrower
 (:func:`policy` "blas", chosen from the CPU vendor): only a single product whose M is
-row-major (A X, a Gram Y^T Y of a column-major Y) takes oneDNN; batches (and so the
+row-major (A X, a Gram Y^T Y of a column-major Y) takes oneDNN, with a row-major X (which
+must be copied) only where MKL's tail is slow (:data:`_BLAS_COPY_ROWS`); batches (and so the
 grouped convolution) and an M that is a transposed view (A^T X, a tall-times-small Y S
 of a column-major Y) stay with MKL. Measured on an Intel Xeon (family 6 model 167, AMX,
 2 threads), oneDNN against the MKL path of the callers, ms: A^T X 2048^2 x 74 2.18 / 1.99,
@@ -77,6 +78,14 @@ _CONV_MIN_SIGNAL = 256     # ... with A at least this many rows and columns, twi
 _COPY_ROWS = 512
 _COPY_MIN_ROWS = 128
 _COPY_MAX_NUMEL = 1 << 21
+# Under the "blas" policy the margin is MKL's slower tail at a width l that is not a multiple
+# of 16, and only there does a row-major X pay for its copy: on the Intel Xeon (family 6
+# model 167, 2 threads), A @ X with A (r x c) row-major, MKL against oneDNN (median of 9
+# round-robin), c = 1024 and 4096, r = 512..4096: l = 74 with X copied 0.81-0.96x at r =
+# 512 and 1.07-1.30x from r = 1024 (column-major X 1.09-1.40x); l = 32 and 256 with X
+# copied 0.68-1.02x (1024 x 4096 x 256: 7.5 against 9.2 ms), column-major 0.90-1.07x.
+_BLAS_COPY_ROWS = 1024
+_BLAS_TILE = 16
 
 _state: dict = {}
 
@@ -212,6 +221,8 @@ def routed(M: torch.Tensor, X: torch.Tensor) -> bool:
             return False
         if not _col_major(X) and not (r >= _COPY_ROWS or (r >= _COPY_MIN_ROWS and X.numel() // nb <= _COPY_MAX_NUMEL)):
             return False  # X's transposing copy would cost more than the faster product saves
+        if not _col_major(X) and policy() == "blas" and (l % _BLAS_TILE == 0 or r < _BLAS_COPY_ROWS):
+            return False  # ... and under "blas" wherever MKL is as fast (see _BLAS_COPY_ROWS)
     if torch.is_grad_enabled() and (M.requires_grad or X.requires_grad):
         return False
     if torch.compiler.is_compiling():

@@ -207,14 +207,25 @@ def test_environment_switch_turns_the_route_off():
 @needs_dnn
 def test_blas_policy_keeps_only_single_row_major_products(gen):
     """Under "blas" (MKL on an Intel CPU) batches, transposed M and the convolution stay
-    with torch.matmul; a single row-major M still takes the route; results stay right."""
+    with torch.matmul; a single row-major M still takes the route with a column-major X,
+    and with a row-major X (copied) only from 1024 rows at a width that is not a multiple
+    of 16; results stay right."""
     prev = _gemm.set_policy("blas")
     try:
         g = gen()
         A = torch.randn(800, 600, generator=g)
-        X = torch.randn(600, 40, generator=g)
+        X = torch.randn(40, 600, generator=g).mT  # column-major
         assert _gemm.routed(A, X)
         _check(_gemm.mm(A, X), A, X)
+        Xr = X.contiguous()
+        assert not _gemm.routed(A, Xr)  # 800 rows: the copy is not paid for
+        _check(_gemm.mm(A, Xr), A, Xr)
+        A2 = torch.randn(1100, 600, generator=g)
+        assert _gemm.routed(A2, Xr)  # 1100 rows, 40 columns
+        _check(_gemm.mm(A2, Xr), A2, Xr)
+        X48 = torch.randn(600, 48, generator=g)
+        assert not _gemm.routed(A2, X48) and _gemm.routed(A2, X48.mT.contiguous().mT)  # MKL's full tiles
+        _check(_gemm.mm(A2, X48), A2, X48)
         At = torch.randn(600, 800, generator=g).mT
         assert not _gemm.routed(At, X)
         _check(_gemm.mm(At, X), At, X)
