@@ -111,40 +111,94 @@ def _probe() -> bool:
         return False
 
 
-_POLICIES = ("onednn", "blas")
+_POLICIES = ("onednn", "blas", "torch")
+
+
+def _cpuinfo() -> tuple[str, frozenset]:
+    """(vendor_id, flags) of the first CPU in /proc/cpuinfo (("", {}) where that cannot be
+    read)."""
+    if "cpuinfo" not in _state:
+        vendor, flags = "", frozenset()
+        try:
+            with open("/proc/cpuinfo") as f:
+                for line in f:
+                    if line.startswith("vendor_id") and not vendor:
+                        vendor = line.split(":", 1)[1].strip()
+                    elif line.startswith("flags"):
+                        flags = frozenset(line.split(":", 1)[1].split())
+                        break
+        except OSError:
+            pass
+        _state["cpuinfo"] = (vendor, flags)
+    return _state["cpuinfo"]
 
 
 def _intel_mkl() -> bool:
     """Whether torch's BLAS is MKL on an Intel CPU (read from /proc/cpuinfo; False where
     that cannot be read)."""
-    if not torch.backends.mkl.is_available():
-        return False
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("vendor_id"):
-                    return "GenuineIntel" in line
-    except OSError:
-        pass
-    return False
+    return torch.backends.mkl.is_available() and _cpuinfo()[0] == "GenuineIntel"
+
+
+def _auto_policy() -> str:
+    """"blas" on an Intel CPU with MKL; "onednn" on another CPU with AVX-512 (oneDNN's
+    AVX-512 kernels, 2-2.6x torch's MKL on the AMD EPYC of the module notes); "torch"
+    without AVX-512 (or where /proc/cpuinfo cannot be read). Measured on an AMD EPYC
+    without AVX-512 (AVX2, 2 threads), float32 GEMM 1024^3: torch.matmul 157 GFLOP/s,
+    oneDNN 116; A^T X 2048 x 5461 x 256 43.6 (onednn) / 36.0 (blas) / 35.4 ms (torch);
+    whole rsvd, median of 9 round-robin, ms: 16 x 512^2 r32 41.6 / 36.7 / 37.0, 2048 x
+    5461 r256 363 / 365 / 320, its warm refresh 117 / 119 / 114, 2048^2 r64 42.4 / 43.9
+    / 43.6."""
+    if _intel_mkl():
+        return "blas"
+    return "onednn" if "avx512f" in _cpuinfo()[1] else "torch"
 
 
 def policy() -> str:
-    """Which products take the route: "onednn" (every product the sizes admit) or "blas"
+    """Which products take the route: "onednn" (every product the sizes admit), "blas"
     (MKL on its own Intel CPU: only single products of a row-major M, see the module
-    notes). From ``SUBSPACE_LINALG_GEMM_POLICY`` (onednn, blas or auto) when set, else
-    from the CPU vendor; chosen once per process."""
+    notes) or "torch" (none: a CPU without AVX-512, see :func:`_auto_policy`). From
+    ``SUBSPACE_LINALG_GEMM_POLICY`` (onednn, blas, torch or auto) when set, else from the
+    CPU vendor and flags; chosen once per process."""
     if "policy" not in _state:
         env = os.environ.get("SUBSPACE_LINALG_GEMM_POLICY", "auto")
         if env not in _POLICIES + ("auto",):
-            warnings.warn(f"SUBSPACE_LINALG_GEMM_POLICY={env!r} is not one of onednn, blas, auto; using auto",
+            warnings.warn(f"SUBSPACE_LINALG_GEMM_POLICY={env!r} is not one of onednn, blas, torch, auto; using auto",
                           RuntimeWarning, stacklevel=2)
-        _state["policy"] = env if env in _POLICIES else ("blas" if _intel_mkl() else "onednn")
+        _state["policy"] = env if env in _POLICIES else _auto_policy()
     return _state["policy"]
 
 
+_FAST_FLAGS = {torch.bfloat16: ("avx512_bf16", "amx_bf16"), torch.float16: ("avx512_fp16", "amx_fp16")}
+
+
+def fast_dtype(dtype: torch.dtype, device) -> bool:
+    """Whether GEMMs in ``dtype`` on ``device`` run at least at float32 speed: always on a
+    GPU and for float32; on the CPU, bfloat16 / float16 only with their instructions
+    (AVX-512 BF16 or AMX, AVX-512 FP16 or AMX-FP16, from /proc/cpuinfo). Where they are
+    missing torch emulates them, and layout-dependently slowly: on an AMD EPYC without
+    AVX-512 (2 threads), bfloat16 2048^2 @ 2048 x 74 27-54 ms in the fast layouts and
+    284-2100 ms in the others, against 6.3 ms in float32. ``set_fast_dtypes`` overrides it
+    (the tests exercise the mixed-precision path everywhere)."""
+    if "fast" in _state:
+        return _state["fast"]
+    if torch.device(device).type != "cpu" or dtype not in _FAST_FLAGS:
+        return True
+    flags = _cpuinfo()[1]
+    return any(f in flags for f in _FAST_FLAGS[dtype])
+
+
+def set_fast_dtypes(flag: bool | None) -> bool | None:
+    """Force :func:`fast_dtype` to ``flag`` (None: detect again); returns the previous override."""
+    prev = _state.get("fast")
+    if flag is None:
+        _state.pop("fast", None)
+    else:
+        _state["fast"] = bool(flag)
+    return prev
+
+
 def set_policy(name: str) -> str:
-    """Set :func:`policy` ("onednn" or "blas"); returns the previous one."""
+    """Set :func:`policy` ("onednn", "blas" or "torch"); returns the previous one."""
     if name not in _POLICIES:
         raise ValueError(f"set_policy: name must be one of {list(_POLICIES)}, got {name!r}")
     prev = policy()
@@ -211,7 +265,7 @@ def routed(M: torch.Tensor, X: torch.Tensor) -> bool:
     work = r * c * l
     if min(r, c, l) == 0:
         return False
-    if policy() == "blas" and (nb > 1 or not M.is_contiguous()):
+    if policy() == "torch" or policy() == "blas" and (nb > 1 or not M.is_contiguous()):
         return False
     if not _conv_case(M, work):  # (the grouped convolution copies X^T whatever X's layout: a small block)
         if nb == 1 and work < _MIN_WORK or nb > 1 and (work < _MIN_BATCH_WORK or nb > _MAX_BATCH

@@ -32,7 +32,7 @@ def info() -> dict:
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "onednn_products": _gemm.enabled(),  # float32 CPU products through oneDNN (see _gemm)
-        "gemm_policy": _gemm.policy(),  # which of them: "onednn" (all) or "blas" (Intel MKL)
+        "gemm_policy": _gemm.policy(),  # which of them: "onednn" (all), "blas" (Intel MKL) or "torch" (none: no AVX-512)
     }
     gpus = []
     if torch.cuda.is_available():

@@ -184,20 +184,20 @@ def tall_times_small(Y: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
 
 _PANEL_MAX_K = 288  # widest block the fused CholeskyQR takes (see _panel_better) ...
 _PANEL_COPY_MAX_K = 128  # ... and the widest it copies to column-major first (the drivers' blocks already are)
-_PANEL_WIDE_MAX_K = 512  # with the AVX-512 kernels (the packed Gram from 128 columns): any block up to 512
+_PANEL_WIDE_MAX_K = 512  # with the AVX-512 or AVX2 kernels (the packed Gram): any block up to 512
 _WIDE = None  # whether they are there (see _wide_panels)
 
 
 def _wide_panels() -> bool:
-    """Whether the CPU kernels here have the wide-panel Gram (AVX-512 targets). Cached in a
-    module global, not functools.cache: torch.compile traces this (from _panel_better) and
-    refuses lru_cache-wrapped calls."""
+    """Whether the CPU kernels here have the wide-panel Gram (the AVX-512 and AVX2 targets;
+    not the generic one). Cached in a module global, not functools.cache: torch.compile
+    traces this (from _panel_better) and refuses lru_cache-wrapped calls."""
     global _WIDE
     if _WIDE is None:
         from . import _native
 
         C = _native._C
-        _WIDE = C is not None and str(C.small_dense_cpu_isa()) == "avx512"
+        _WIDE = C is not None and str(C.small_dense_cpu_isa()) in ("avx512", "avx2")
     return _WIDE
 
 
@@ -225,7 +225,13 @@ def _panel_better(Y: torch.Tensor) -> bool:
     128 3.02 / 5.94 against 6.41 / 10.0, 5461 x 256 18.4 / 30.0 against 33.2 / 51.8. CUDA
     keeps the composite (cuBLAS GEMMs; the fused CUDA kernels are unmeasured).
 
-    Those limits (288 columns, 128 in another layout) are the rule without AVX-512. With it,
+    Those limits (288 columns, 128 in another layout) are the rule of the generic target.
+    With AVX2 (an AMD EPYC without AVX-512, 2 threads, float32, column-major, one pass /
+    factored / orthonormalize against the composite, ms): 2048 x 42 0.32 / 0.48 against
+    0.68 / 1.19, 2048 x 256 3.4 / 4.7 against 4.8 / 8.3, 5461 x 266 7.2 / 11.2 against
+    12.5 / 19.4, 4096 x 384 13.8 / 22.7 / 30.4 against 20.6 / 31.7 / 41.8, 8192 x 512 48 /
+    74 / 96 against 65 / 109 / 134; row-major 8192 x 384 30 / 40 / 61 against 38 / 56 /
+    102, 16384 x 256 27 / 37 / 73 against 29 / 52 / 69 (the one level case). With AVX-512,
     the packed Gram kernel (from 128 columns, csrc/cpu/panel_gram_kernels.inc) makes the
     fused call faster at every width up to 512, in any layout (AMD EPYC, float32, one pass /
     factored against the composite, ms): 2048 x 266 3.2 / 5.3 against 5.3 / 8.8, 5461 x 266

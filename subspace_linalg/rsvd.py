@@ -129,7 +129,10 @@ def rsvd(A: torch.Tensor, rank: int | None, *, oversample: int = 10, power_iters
       final power step and B) use A in the compute dtype, a refinement that restores the
       accuracy of the full-precision iteration on slowly and fast-decaying spectra alike
       (tested: the same error bound as the default). Faster where reduced-precision GEMMs
-      are (tensor cores; CPUs with AMX or AVX-512 BF16), slower where they are emulated.
+      are (tensor cores; CPUs with AMX or AVX-512 BF16). Where they are not (a CPU without
+      those instructions, :func:`subspace_linalg._gemm.fast_dtype`), torch emulates them
+      4-300x slower than float32, so pass_dtype is ignored there: every product in the
+      compute dtype (the default's result, bit for bit).
       The intermediate bases are orthonormalized with one CholeskyQR pass (they only have to
       span the product well conditioned), the last one with CholeskyQR2.
 
@@ -171,6 +174,8 @@ def rsvd(A: torch.Tensor, rank: int | None, *, oversample: int = 10, power_iters
     if pass_dtype is not None and (tol is not None or method != "subspace"):
         raise ValueError(f"{fn}: pass_dtype (mixed precision) supports method='subspace' with a fixed rank only, "
                          f"got method={method!r}, tol={tol!r}")
+    if pass_dtype is not None and not _gemm.fast_dtype(pass_dtype, A.device):
+        pass_dtype = None  # no fast GEMM in it here (a CPU without AVX-512 BF16 / AMX): full precision
     Ain = A
     A, init = _prepare(fn, A, generator, check_finite, init)
 

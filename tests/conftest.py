@@ -34,6 +34,17 @@ def _gemm_policy_onednn():
     _gemm.set_policy(prev)
 
 
+@pytest.fixture(autouse=True)
+def _fast_low_precision_gemms():
+    """Every test takes the mixed-precision (pass_dtype) path, whether or not this CPU has
+    fast bfloat16 GEMMs; test_rsvd.py tests the detection itself."""
+    from subspace_linalg import _gemm
+
+    prev = _gemm.set_fast_dtypes(True)
+    yield
+    _gemm.set_fast_dtypes(prev)
+
+
 def devices():
     """cpu always, cuda as a marked parameter (skipped without a GPU)."""
     return ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]

@@ -182,7 +182,7 @@ def test_compile_fullgraph(gen):
 
 def test_routing_and_composite_agree(gen, monkeypatch):
     """The drivers' CholeskyQR entries take the fused op on the CPU (k <= 512 in any layout
-    with the AVX-512 kernels; else k <= 288, above 128 columns only column-major blocks) and
+    with the AVX-512 or AVX2 kernels; else k <= 288, above 128 columns only column-major blocks) and
     agree with the composite path (torch GEMMs and small kernels) they replace."""
     Y = _panels(4, 512, 42, torch.float32, gen(11))
     assert orth._panel_better(Y) and not orth._panel_better(Y.clone().requires_grad_())
@@ -192,7 +192,7 @@ def test_routing_and_composite_agree(gen, monkeypatch):
     assert not orth._panel_better(torch.randn(1, 600, 513).mT.contiguous().mT)
     assert orth._panel_better(wide.contiguous()) == orth._wide_panels()
     assert orth._panel_better(torch.randn(1, 600, 400).mT.contiguous().mT) == orth._wide_panels()
-    assert orth._wide_panels() == (sl.info()["cpu_kernels_isa"] == "avx512")
+    assert orth._wide_panels() == (sl.info()["cpu_kernels_isa"] in ("avx512", "avx2"))
     fused = [orth.cholqr_span(Y), orth.cholqr2(Y), orth.cholqr2_factored(Y)]
     monkeypatch.setattr(orth, "_panel_better", lambda Y: False)
     comp = [orth.cholqr_span(Y), orth.cholqr2(Y), orth.cholqr2_factored(Y)]

@@ -243,7 +243,7 @@ def test_set_policy_rejects_an_unknown_name():
         _gemm.set_policy("mkl")
 
 
-@pytest.mark.parametrize("env,expect", [("blas", "blas"), ("onednn", "onednn")])
+@pytest.mark.parametrize("env,expect", [("blas", "blas"), ("onednn", "onednn"), ("torch", "torch")])
 def test_policy_environment_variable(env, expect):
     code = "from subspace_linalg import _gemm; print(_gemm.policy())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
@@ -264,7 +264,31 @@ def test_policy_auto_follows_the_cpu_vendor():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**__import__("os").environ, "SUBSPACE_LINALG_GEMM_POLICY": "auto"})
     pol, intel = out.stdout.split()
-    assert pol == ("blas" if intel == "True" else "onednn")
+    avx512 = "avx512f" in _gemm._cpuinfo()[1]
+    assert pol == ("blas" if intel == "True" else "onednn" if avx512 else "torch")
+
+
+def test_torch_policy_routes_nothing(gen):
+    """Under "torch" (a CPU without AVX-512) no product takes the oneDNN route, batches and
+    the grouped convolution included; results stay right."""
+    prev = _gemm.set_policy("torch")
+    try:
+        g = gen()
+        A = torch.randn(800, 600, generator=g)
+        X = torch.randn(40, 600, generator=g).mT
+        assert not _gemm.routed(A, X)
+        _check(_gemm.mm(A, X), A, X)
+        B = torch.randn(4, 300, 260, generator=g).mT
+        XB = torch.randn(4, 300, 40, generator=g)
+        assert not _gemm.routed(B, XB) and not _gemm.conv_sizes(260, 300, 40)
+        _check(_gemm.mm(B, XB), B, XB)
+    finally:
+        _gemm.set_policy(prev)
+    prev = _gemm.set_policy("onednn")
+    try:
+        assert _gemm.routed(A, X) == _gemm.enabled()  # the same product under "onednn"
+    finally:
+        _gemm.set_policy(prev)
 
 
 @needs_dnn

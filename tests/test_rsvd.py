@@ -283,6 +283,30 @@ def test_mixed_precision_passes_float64_and_bf16_input(gen):
     assert all(torch.equal(a, b) for a, b in zip(r1, r2))
 
 
+def test_pass_dtype_ignored_without_fast_gemms(gen):
+    """Where GEMMs in pass_dtype are emulated (a CPU without AVX-512 BF16 / AMX), pass_dtype
+    is ignored: the result is the full-precision one, bit for bit; with them it is not."""
+    from subspace_linalg import _gemm
+
+    A = make("poly1", 160, 120, gen(60)).float()
+    full = sl.rsvd(A, 8, generator=gen(61))
+    prev = _gemm.set_fast_dtypes(False)
+    try:
+        assert not _gemm.fast_dtype(torch.bfloat16, "cpu") and not _gemm.fast_dtype(torch.float16, "cpu")
+        low = sl.rsvd(A, 8, generator=gen(61), pass_dtype=torch.bfloat16)
+        assert all(torch.equal(a, b) for a, b in zip(full, low))
+        _gemm.set_fast_dtypes(None)  # detection from /proc/cpuinfo
+        flags = _gemm._cpuinfo()[1]
+        assert _gemm.fast_dtype(torch.bfloat16, "cpu") == bool({"avx512_bf16", "amx_bf16"} & flags)
+        assert _gemm.fast_dtype(torch.float32, "cpu") and _gemm.fast_dtype(torch.bfloat16, "cuda")
+        _gemm.set_fast_dtypes(True)
+        mixed = sl.rsvd(A, 8, generator=gen(61), pass_dtype=torch.bfloat16)
+        assert not torch.equal(mixed.S, full.S)  # the bfloat16 passes change the rounding
+        check_svd(A, mixed, 8, torch.float32)
+    finally:
+        _gemm.set_fast_dtypes(prev)
+
+
 def test_sign_convention_and_reproducibility(gen):
     A = make("spikes", 150, 100, gen(13))
     r1 = sl.rsvd(A, 10, generator=torch.Generator().manual_seed(5))

@@ -189,8 +189,11 @@ def _transpose_case(batch, m, n, dtype, device) -> Case:
 
 
 def cases(device: str, dtype: torch.dtype, quick: bool) -> list[Case]:
-    # mixed-precision rows where the input is float32 (bfloat16 passes; float32 last two)
-    low = torch.bfloat16 if dtype == torch.float32 else None
+    # mixed-precision rows where the input is float32 (bfloat16 passes; float32 last two) and
+    # the device has fast bfloat16 GEMMs (elsewhere rsvd ignores pass_dtype: see _gemm.fast_dtype)
+    from subspace_linalg import _gemm
+
+    low = torch.bfloat16 if dtype == torch.float32 and _gemm.fast_dtype(torch.bfloat16, device) else None
     if quick:
         rows = [
             _cold((), 512, 512, 16, dtype, device, _lowrank_peers(16, dtype) + [_sklearn_peer(16)], 1),
