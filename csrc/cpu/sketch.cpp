@@ -80,7 +80,10 @@ SL_TARGET_AVX512 void gauss_rows_avx512(std::uint64_t seed, std::uint32_t tag, d
 // thread of mt19937: 2.6); the scalar libm Box-Muller of rand_entry took 12.7. A whole block
 // of a contiguous row is stored as interleaved vectors: on the AMX Xeon (2 threads) 1.93-1.98
 // against 2.57-2.89 ns an entry with one scalar store each (672 x 512, 74 x 2048, 266 x
-// 5461; torch.randn 2.7-2.9).
+// 5461; torch.randn 2.7-2.9). On an AMD EPYC with AVX2 only (2 threads) the loop of
+// gauss_block was scalar (a 64-bit integer -> double conversion and a select GCC does not
+// if-convert there): 9.8-10.3 ns an entry; vectorized, 3.8-4.2 (torch.randn 3.9; the same
+// values bit for bit, 3000 x 1001 float64 compared).
 template <typename T>
 Status fill_gauss(std::uint64_t seed, std::uint32_t tag, double scale, const Mat3View& o) {
   void (*fn)(std::uint64_t, std::uint32_t, double, const Mat3View&, std::int64_t, std::int64_t, std::int64_t) =
