@@ -39,7 +39,11 @@ namespace generic {
 #define SL_SMALL_DENSE_MULTI_ISA 1
 // AVX2: 32-byte vectors and tiles for its 16 registers (the 64-byte vectors of the other
 // targets spilled there: CholeskyQR of 5461 x 256 46 ms against 11 for torch's composite),
-// the packed Gram with 2 x 6 tiles and the packed product with 2 x 6 tiles
+// the packed Gram with 2 x 6 tiles from 16 columns (from 80 with AVX-512) and the packed
+// product with 2 x 6 tiles. cholqr_panel, ms, with the Gram as 4 x 4 dot-product tiles / packed
+// (mode 0, one pass / mode 1, factored; 2 threads, two runs): 16 x 512 x 42 0.83-1.08 /
+// 0.49-0.57, 1.51-1.89 / 0.84-1.04; 2048 x 74 0.57-0.62 / 0.31-0.42; 2048 x 32 0.144 /
+// 0.095-0.132; 3 x 3 tiles were slower than 4 x 4 (16 x 512 x 42: 1.00-1.21)
 #undef SL_SD_VEC_BYTES
 #undef SL_SD_PROD_MV
 #undef SL_SD_PROD_NR
@@ -49,10 +53,12 @@ namespace generic {
 #define SL_SD_GRAM_NR 6
 #define SL_SD_PROD_MV 2
 #define SL_SD_PROD_NR 6
+#define SL_SD_GRAM_PACK_MIN_K 16
 namespace avx2 {
 #include "small_dense_kernels.inc"
 #include "cholqr_panel_kernels.inc"
 }  // namespace avx2
+#undef SL_SD_GRAM_PACK_MIN_K
 #undef SL_SD_GRAM_PACKED
 #undef SL_SD_GRAM_NR
 #undef SL_SD_VEC_BYTES
