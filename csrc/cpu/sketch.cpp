@@ -191,7 +191,7 @@ SL_ALWAYS_INLINE inline void transpose16_by8(const float* __restrict src, std::i
 // accumulation type) into buf (C x kLanes, zero lanes beyond nr), then every output column
 // from it. The sum over a column's nonzeros runs in a fixed order (two interleaved chains),
 // whatever the thread count.
-template <typename T, bool Wide>  // Wide: the AVX-512 target (64-byte shuffles)
+template <typename T, bool Wide>  // Wide: the AVX-512 target (64-byte vectors and shuffles)
 SL_ALWAYS_INLINE inline void tile_body(const Mat3View& x, const CsrView& a, const Mat3View& y, std::int64_t b,
                                        std::int64_t r0, std::int64_t nr, typename acc_type<T>::type* buf) {
   using A = typename acc_type<T>::type;
@@ -232,7 +232,7 @@ SL_ALWAYS_INLINE inline void tile_body(const Mat3View& x, const CsrView& a, cons
   }
   alignas(64) A out[kLanes];
   for (std::int64_t j = 0; j < a.J; ++j) {
-    csr_gather<kLanes>(a.ptr[j], a.ptr[j + 1], a.cols, vals, buf, kLanes, out);  // sl/csr_gather.h
+    csr_gather<kLanes, Wide ? 64 : 32>(a.ptr[j], a.ptr[j + 1], a.cols, vals, buf, kLanes, out);  // sl/csr_gather.h
     T* yj = Y + j * y.sc;
     for (std::int64_t q = 0; q < nr; ++q) store_acc(yj + q * y.sr, out[q]);
   }

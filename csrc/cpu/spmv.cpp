@@ -28,20 +28,20 @@ constexpr std::int64_t kRowBlock = 256;  // rows per task
 // interleaved vectors: the S values of one column of x (and of one row of y when ys == 1)
 // are contiguous; W of them at a time through sl::csr_gather (sl/csr_gather.h: 495 -> 130 us
 // single-threaded at 16 vectors of a 128^2 Poisson matrix against the array accumulators)
-template <int W, typename T>
+template <int W, int VB, typename T>
 SL_ALWAYS_INLINE inline void row_chunk(std::int64_t lo, std::int64_t hi, const std::int64_t* __restrict col,
                                        const T* __restrict val, const T* __restrict xs0, T* __restrict y0,
                                        std::int64_t xj, std::int64_t ys) {
   if (ys == 1) {
-    csr_gather<W>(lo, hi, col, val, xs0, xj, y0);
+    csr_gather<W, VB>(lo, hi, col, val, xs0, xj, y0);
     return;
   }
   alignas(64) T out[W];
-  csr_gather<W>(lo, hi, col, val, xs0, xj, out);
+  csr_gather<W, VB>(lo, hi, col, val, xs0, xj, out);
   for (int t = 0; t < W; ++t) y0[t * ys] = out[t];
 }
 
-template <typename T>
+template <typename T, int VB>
 SL_ALWAYS_INLINE inline void rows_interleaved(const std::int64_t* __restrict crow, const std::int64_t* __restrict col,
                                               const T* __restrict val, const T* __restrict x, T* __restrict y,
                                               std::int64_t S, std::int64_t xj, std::int64_t ys, std::int64_t yi,
@@ -49,13 +49,13 @@ SL_ALWAYS_INLINE inline void rows_interleaved(const std::int64_t* __restrict cro
   for (std::int64_t i = i0; i < i1; ++i) {
     const std::int64_t lo = crow[i], hi = crow[i + 1];
     std::int64_t s0 = 0;
-    for (; s0 + 16 <= S; s0 += 16) row_chunk<16>(lo, hi, col, val, x + s0, y + s0 * ys + i * yi, xj, ys);
+    for (; s0 + 16 <= S; s0 += 16) row_chunk<16, VB>(lo, hi, col, val, x + s0, y + s0 * ys + i * yi, xj, ys);
     if (s0 + 8 <= S) {
-      row_chunk<8>(lo, hi, col, val, x + s0, y + s0 * ys + i * yi, xj, ys);
+      row_chunk<8, VB>(lo, hi, col, val, x + s0, y + s0 * ys + i * yi, xj, ys);
       s0 += 8;
     }
     if (s0 + 4 <= S) {
-      row_chunk<4>(lo, hi, col, val, x + s0, y + s0 * ys + i * yi, xj, ys);
+      row_chunk<4, VB>(lo, hi, col, val, x + s0, y + s0 * ys + i * yi, xj, ys);
       s0 += 4;
     }
     for (; s0 < S; ++s0) {  // the last S % 4 vectors
@@ -67,15 +67,16 @@ SL_ALWAYS_INLINE inline void rows_interleaved(const std::int64_t* __restrict cro
 }
 
 // rows [i0, i1) of y (forced inline into the per-ISA wrappers below; the OpenMP region
-// stays outside them so that its outlined body is not compiled for the baseline ISA)
-template <typename T>
+// stays outside them so that its outlined body is not compiled for the baseline ISA); VB:
+// the target's widest vector in bytes (sl/csr_gather.h)
+template <typename T, int VB>
 SL_ALWAYS_INLINE inline void rows_body(const CsrMatvecArgs& a, std::int64_t i0, std::int64_t i1) {
   const T* val = static_cast<const T*>(a.val);
   const T* x = static_cast<const T*>(a.x);
   T* y = static_cast<T*>(a.y);
   const std::int64_t S = a.S;
   if (a.xs == 1 && S > 1) {
-    rows_interleaved<T>(a.crow, a.col, val, x, y, S, a.xj, a.ys, a.yi, i0, i1);
+    rows_interleaved<T, VB>(a.crow, a.col, val, x, y, S, a.xj, a.ys, a.yi, i0, i1);
     return;
   }
   const std::int64_t* __restrict crow = a.crow;
@@ -105,13 +106,13 @@ SL_ALWAYS_INLINE inline void rows_body(const CsrMatvecArgs& a, std::int64_t i0, 
 }
 
 template <typename T>
-void rows_base(const CsrMatvecArgs& a, std::int64_t i0, std::int64_t i1) { rows_body<T>(a, i0, i1); }
+void rows_base(const CsrMatvecArgs& a, std::int64_t i0, std::int64_t i1) { rows_body<T, 64>(a, i0, i1); }
 #ifdef SL_X86_DISPATCH
 template <typename T>
-SL_TARGET_AVX2 void rows_avx2(const CsrMatvecArgs& a, std::int64_t i0, std::int64_t i1) { rows_body<T>(a, i0, i1); }
+SL_TARGET_AVX2 void rows_avx2(const CsrMatvecArgs& a, std::int64_t i0, std::int64_t i1) { rows_body<T, 32>(a, i0, i1); }
 template <typename T>
 SL_TARGET_AVX512 void rows_avx512(const CsrMatvecArgs& a, std::int64_t i0, std::int64_t i1) {
-  rows_body<T>(a, i0, i1);
+  rows_body<T, 64>(a, i0, i1);
 }
 #endif
 
