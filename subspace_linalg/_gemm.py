@@ -140,17 +140,18 @@ def _intel_mkl() -> bool:
 
 
 def _auto_policy() -> str:
-    """"blas" on an Intel CPU with MKL; "onednn" on another CPU with AVX-512 (oneDNN's
-    AVX-512 kernels, 2-2.6x torch's MKL on the AMD EPYC of the module notes); "torch"
-    without AVX-512 (or where /proc/cpuinfo cannot be read). Measured on an AMD EPYC
+    """"torch" on a CPU without AVX-512 (or where /proc/cpuinfo cannot be read), whatever
+    its vendor (the "blas" rule was measured on an AVX-512 Xeon only); else "blas" on an
+    Intel CPU with MKL and "onednn" on another (oneDNN's AVX-512 kernels, 2-2.6x torch's
+    MKL on the AMD EPYC of the module notes). Measured on an AMD EPYC
     without AVX-512 (AVX2, 2 threads), float32 GEMM 1024^3: torch.matmul 157 GFLOP/s,
     oneDNN 116; A^T X 2048 x 5461 x 256 43.6 (onednn) / 36.0 (blas) / 35.4 ms (torch);
     whole rsvd, median of 9 round-robin, ms: 16 x 512^2 r32 41.6 / 36.7 / 37.0, 2048 x
     5461 r256 363 / 365 / 320, its warm refresh 117 / 119 / 114, 2048^2 r64 42.4 / 43.9
     / 43.6."""
-    if _intel_mkl():
-        return "blas"
-    return "onednn" if "avx512f" in _cpuinfo()[1] else "torch"
+    if "avx512f" not in _cpuinfo()[1]:
+        return "torch"
+    return "blas" if _intel_mkl() else "onednn"
 
 
 def policy() -> str:
