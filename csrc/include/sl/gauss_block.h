@@ -18,7 +18,7 @@ namespace sl {
 constexpr int kGaussLanes = 16;  // pairs per block (16 independent lanes: 2x the throughput of 8, measured)
 
 // u01_open0(lo, hi) bit for bit, without a 64-bit integer -> double conversion (AVX2 has
-// none: GCC made it scalar, and the fill took 9.8-10.3 against 1.9 ns an entry on an AVX2
+// none: GCC made it scalar; with gauss_log below the fill took 9.8-10.3 ns an entry on an AVX2
 // EPYC): the low 52 bits of the 53-bit b by the exponent trick (2^52 + x as a double's
 // bits, minus 2^52: exact), plus its top bit times 2^52 (a sum below 2^53: exact)
 SL_ALWAYS_INLINE inline double gauss_u01(std::uint32_t lo, std::uint32_t hi) {
@@ -35,7 +35,7 @@ SL_ALWAYS_INLINE inline double gauss_log(double u) {
   std::uint64_t b;
   std::memcpy(&b, &u, sizeof b);
   // Integer ops only, no select: GCC's AVX2 target does not if-convert a select on a double
-  // compare here (control flow: the loop stayed scalar, 23 ns an entry). m > sqrt(2) is
+  // compare here (control flow: the loop stayed scalar, 23 ns an entry on one core). m > sqrt(2) is
   // compared on the fraction bits (same exponent: monotone), and halving m takes one off its
   // exponent field; the same m and e as the compare-and-select form.
   const std::uint64_t fr = b & 0x000FFFFFFFFFFFFFull;
