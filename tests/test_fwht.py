@@ -182,3 +182,19 @@ def test_cuda_respects_current_stream():
         y = sl.fwht(x)
     s.synchronize()
     assert torch.allclose(y.cpu(), sl.fwht(x.cpu()), atol=1e-5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("n", [16384, 1 << 22])
+def test_long_16bit_rows_computed_in_float(device, dtype, n):
+    """Rows longer than one CUDA chunk (8192) in float16 / bfloat16: the transform runs in
+    float (the contract), so an all-8 row gives 8 sqrt(n) at index 0 and zeros elsewhere,
+    finite, as the CPU kernel does (float16: 1024 for n = 16384, where an unscaled float16
+    intermediate overflows). n = 2^22 also takes the two-call split on CUDA."""
+    x = torch.full((2, n), 8.0, dtype=dtype, device=device)
+    y = sl.fwht(x).float().cpu()
+    assert bool(torch.isfinite(y).all())
+    expect = 8.0 * math.sqrt(n)
+    assert abs(float(y[0, 0]) - expect) <= 1e-2 * expect
+    assert float(y[:, 1:].abs().max()) == 0.0

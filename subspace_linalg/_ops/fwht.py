@@ -40,6 +40,19 @@ def _native_call(x: torch.Tensor, out: torch.Tensor, scale: float) -> None:
 @fwht.register_kernel(("cpu", "cuda"))
 def _(x, scale):
     _check(x)
+    n = x.shape[-1]
+    code = _native.dtype_code(x.dtype)
+    if (x.is_cuda and x.dtype in (torch.float16, torch.bfloat16) and x.numel()
+            and n > _native.lib().fwht_local_len(code)):
+        # the CUDA kernel's passes beyond one chunk (and the split below) keep their
+        # intermediate in x's dtype, unscaled: rounded to 8-11 bits midway and, in float16,
+        # overflowing (an all-8 row of 16384 gives inf); the contract computes 16-bit
+        # formats in float, as the CPU kernel does. (Found by review; not run on a GPU.)
+        return _native_kernel(x.float(), scale).to(x.dtype)
+    return _native_kernel(x, scale)
+
+
+def _native_kernel(x: torch.Tensor, scale: float) -> torch.Tensor:
     out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     if x.numel() == 0:
         return out
