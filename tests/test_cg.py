@@ -281,6 +281,16 @@ def test_cg_update_matches_reference(device, dtype, S, n, gen):
     assert torch.equal(mine[0][inactive], args[0][inactive]) and torch.equal(mine[2][inactive], args[2][inactive])
 
 
+@pytest.mark.parametrize("device", devices())
+def test_cg_update_empty_systems_write_zero_rr(device, gen):
+    """n = 0: rr[s] = r_s . r_s = 0 for every active system, as the reference (the CPU and
+    CUDA launchers used to return before writing it), inactive ones untouched."""
+    x, r, rr, p, Ap, alpha, active = _update_inputs(5, 0, torch.float64, device, gen(3))
+    rr.fill_(7.0)
+    torch.ops.subspace_linalg.cg_update_.default(x, r, rr, p, Ap, alpha, active)
+    assert torch.equal(rr.cpu(), torch.where(active.cpu(), 0.0, 7.0).double())
+
+
 def _step_inputs(S, n, dtype, device, g):
     mk = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64).to(dtype=dtype, device=device)  # noqa: E731
     p = mk(S, n)

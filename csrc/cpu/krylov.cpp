@@ -556,7 +556,7 @@ Status systems_run(const CgDenseArgs& a) {
 Status cg_update_cpu(int dtype, std::int64_t S, std::int64_t n, void* x, void* r, void* rr, const void* p,
                      const void* Ap, const void* alpha, const std::uint8_t* active) {
   SL_RETURN_IF_ERROR(cg_update_check(dtype, S, n, x, r, rr, p, Ap, alpha, active));
-  if (S == 0 || n == 0) return Status::ok();
+  if (S == 0) return Status::ok();  // (n == 0 still runs: rr = 0 for the active systems, the contract's r . r)
   return dispatch_real(dtype, "cg_update", [&](auto tag) {
     using T = decltype(tag);
     return update_run<T>(S, n, static_cast<T*>(x), static_cast<T*>(r), static_cast<T*>(rr),

@@ -415,7 +415,7 @@ Status cg_update_cuda(int dtype, std::int64_t S, std::int64_t n, void* x, void* 
                       const void* Ap, const void* alpha, const std::uint8_t* active, void* ws, std::size_t ws_bytes,
                       const Exec& exec) {
   SL_RETURN_IF_ERROR(cg_update_check(dtype, S, n, x, r, rr, p, Ap, alpha, active));
-  if (S == 0 || n == 0) return Status::ok();
+  if (S == 0) return Status::ok();  // (n == 0 still launches: the warp kernel writes rr = 0)
   const std::size_t need = cg_update_workspace_bytes(dtype, S, n, true);
   SL_REQUIRE(ws_bytes >= need && (need == 0 || ws != nullptr),
              "cg_update: workspace of " + std::to_string(need) + " bytes needed, got " + std::to_string(ws_bytes));

@@ -59,7 +59,7 @@ def _update_native(x, r, rr, p, Ap, alpha, active) -> None:
 @cg_update_.register_kernel(("cpu", "cuda"))
 def _(x, r, rr, p, Ap, alpha, active):
     _check_update(x, r, rr, p, Ap, alpha, active)
-    if x.numel() == 0:
+    if x.shape[0] == 0:  # (n == 0 still runs: rr = 0 for the active systems)
         return
     mut = (x, r, rr)
     cs = [_contig(t) for t in mut]
