@@ -24,9 +24,6 @@ namespace {
 using i64 = std::int64_t;
 
 #define SL_SD_TARGET
-#define SL_SD_VEC_BYTES 64
-#define SL_SD_PROD_MV 3
-#define SL_SD_PROD_NR 8
 namespace generic {
 #include "small_dense_kernels.inc"
 #include "cholqr_panel_kernels.inc"
@@ -44,9 +41,6 @@ namespace generic {
 // (mode 0, one pass / mode 1, factored; 2 threads, two runs): 16 x 512 x 42 0.83-1.08 /
 // 0.49-0.57, 1.51-1.89 / 0.84-1.04; 2048 x 74 0.57-0.62 / 0.31-0.42; 2048 x 32 0.144 /
 // 0.095-0.132; 3 x 3 tiles were slower than 4 x 4 (16 x 512 x 42: 1.00-1.21)
-#undef SL_SD_VEC_BYTES
-#undef SL_SD_PROD_MV
-#undef SL_SD_PROD_NR
 #define SL_SD_TARGET __attribute__((target("avx2,fma")))
 #define SL_SD_VEC_BYTES 32
 #define SL_SD_GRAM_PACKED 1
@@ -65,9 +59,6 @@ namespace avx2 {
 #undef SL_SD_PROD_MV
 #undef SL_SD_PROD_NR
 #undef SL_SD_TARGET
-#define SL_SD_VEC_BYTES 64
-#define SL_SD_PROD_MV 3
-#define SL_SD_PROD_NR 8
 #define SL_SD_TARGET __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
 #define SL_SD_GRAM_PACKED 1  // the packed Gram kernel (panel_gram_kernels.inc)
 #define SL_SD_GRAM_NR 12
@@ -78,11 +69,6 @@ namespace avx512 {
 #undef SL_SD_GRAM_PACKED
 #undef SL_SD_GRAM_NR
 #undef SL_SD_TARGET
-#endif
-#undef SL_SD_VEC_BYTES
-#undef SL_SD_PROD_MV
-#undef SL_SD_PROD_NR
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 
 enum class Isa { Generic, Avx2, Avx512 };
 inline Isa cpu_isa() {
