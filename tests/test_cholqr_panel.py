@@ -237,3 +237,21 @@ def test_one_pass_gram_sums_stay_accurate(gen):
     resid = float((_fro(Yd - Qd @ (Qd.mT @ Yd)) / _fro(Yd)).max())
     assert orth_err <= math.sqrt(k) * eps / 2, orth_err
     assert resid <= 10 * math.sqrt(k) * eps, resid
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("mode", [0, 2])
+def test_cuda_panel_taller_than_one_grid(mode):
+    """More rows than 65535 tiles of 256 (the grid's y limit): the product kernel strides
+    over the rest (it used to refuse m > 65535 x 256); Q orthonormal and spanning Y, against
+    the CPU."""
+    m, k = 65535 * 256 + 777, 3
+    g = torch.Generator().manual_seed(5)
+    Y = torch.randn(1, k, m, generator=g, dtype=torch.float64).mT  # column-major
+    Y = Y * torch.tensor([1.0, 0.1, 0.01], dtype=torch.float64)
+    Qc, _, _, infoc = OP(Y, mode, _cond_max(torch.float64), GATE)
+    Q, _, _, info = OP(Y.cuda(), mode, _cond_max(torch.float64), GATE)
+    assert info.tolist() == infoc.tolist() == [0]
+    Q = Q.cpu()
+    assert float((Q - Qc).abs().max()) <= 1e-10
+    assert float(_fro(Q.mT @ Q - torch.eye(k, dtype=torch.float64)).max()) <= (1e-4 if mode == 0 else 1e-12)

@@ -306,3 +306,35 @@ def test_empty_and_batched_shapes():
     X = torch.randn(2, 4)
     sl.scatter_rows(X, torch.tensor([1, 3]), 5, out=out)
     assert torch.equal(out[[1, 3]], X) and out[[0, 2, 4]].abs().sum() == 0
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_gather_keeps_nan_payloads(device, dtype):
+    """An unscaled gather copies the bits: NaNs with their payloads (a round trip through
+    float32 would canonicalize them), also on the strided path (every other column: no
+    16-byte row copies on CUDA)."""
+    bits = torch.arange(0, 3 * 12 * 10, dtype=torch.int32).reshape(3, 12, 10) % 7 - 3
+    bits = bits.to(torch.int16)
+    payload = torch.tensor(0x7C01 if dtype == torch.float16 else 0x7F81, dtype=torch.int32).to(torch.int16)
+    bits[:, ::3, ::2] = payload  # signalling-style NaNs with a payload
+    G = bits.view(dtype).to(device)
+    idx = torch.tensor([[0, 3, 3, 11, 6], [9, 1, 0, 2, 3], [11, 11, 0, 5, 4]], device=device)
+    for src in (G, G[:, :, ::2]):
+        out = sl.gather_rows(src, idx)
+        ref = torch.stack([src[b, idx[b]] for b in range(3)])
+        assert torch.equal(out.contiguous().view(torch.int16), ref.contiguous().view(torch.int16))
+
+
+def test_raw_ops_check_devices():
+    """The raw ops refuse an index or scale on another device than the data (the dispatcher
+    would hand a CUDA kernel a host pointer); meta tensors stand in for the other device."""
+    from subspace_linalg._ops import select as ops
+
+    X = torch.zeros(2, 5, 3)
+    idx = torch.zeros(2, 4, dtype=torch.int64)
+    ops._check_eager("gather_rows", X, idx, None)  # same device: accepted
+    with pytest.raises(RuntimeError, match="idx must be on the data's device"):
+        ops._check_eager("gather_rows", X, idx.to("meta"), None)
+    with pytest.raises(RuntimeError, match="scale must be on the data's device"):
+        ops._check_eager("gather_rows", X, idx, torch.ones(2, 4, device="meta"))

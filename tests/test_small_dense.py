@@ -354,3 +354,22 @@ def test_cuda_native_kernels_many_matrices(gen):
     Xc, xinfoc = OPS.tril_inverse_small(Lc)
     assert torch.equal(xinfo.cpu(), xinfoc) and int(xinfoc[5]) > 0
     assert float((X.cpu() - Xc).abs().max() / Xc.abs().max()) <= tol
+
+
+@pytest.mark.parametrize("device", devices())
+def test_raw_ops_batches_of_empty_matrices(device):
+    """A batch of n = 0 matrices (or m x 0 for the SVD): empty outputs and info 0, as the
+    reference (the native launchers return before writing info there; the batch is counted,
+    not inferred from zero elements); the public functions too."""
+    from subspace_linalg.reference import small_dense as ref
+
+    ops = torch.ops.subspace_linalg
+    cases = [("cholesky_small", (3, 0, 0), ()), ("tril_inverse_small", (3, 0, 0), ()),
+             ("eigh_jacobi", (3, 0, 0), (10,)), ("svd_jacobi", (3, 4, 0), (10,)), ("svd_jacobi", (2, 3, 0, 0), (10,))]
+    for name, shape, extra in cases:
+        A = torch.zeros(shape, device=device)
+        got, want = getattr(ops, name)(A, *extra), getattr(ref, name)(A.cpu(), *extra)
+        assert [t.shape for t in got] == [t.shape for t in want], name
+        assert torch.equal(got[-1].cpu(), want[-1]) and not bool(got[-1].any()), name
+    L, info = sl.cholesky_small(torch.zeros(3, 0, 0, device=device))
+    assert L.shape == (3, 0, 0) and info.tolist() == [0, 0, 0]

@@ -39,7 +39,11 @@ __global__ void gather_kernel(Mat3View src, RowIndex ix, Mat3View out) {
   const T* s = ix.scale ? static_cast<const T*>(ix.scale) + b * ix.scale_sb + j : nullptr;
   const bool ok = r >= 0 && r < src.R;
   for (std::int64_t c = threadIdx.x; c < src.C; c += blockDim.x) {
-    y[c * out.sc] = ok ? from_acc<T>(scaled(x + c * src.sc, s)) : from_acc<T>(typename dacc<T>::type(0));
+    if (ok && !s) {
+      y[c * out.sc] = x[c * src.sc];  // unscaled: the bits themselves (no round trip through float: NaN payloads kept)
+    } else {
+      y[c * out.sc] = ok ? from_acc<T>(scaled(x + c * src.sc, s)) : from_acc<T>(typename dacc<T>::type(0));
+    }
   }
 }
 

@@ -317,9 +317,11 @@ __global__ void panel_gram_kernel(const T* __restrict__ y, i64 ybs, i64 yld, i64
     if (j > i) continue;
     const T* yi = yb + i * yld;
     const T* yj = yb + j * yld;
-    T part = T(0);
-    for (i64 r = lane; r < m; r += 32) part += yi[r] * yj[r];
-    const T s = static_cast<T>(warp_sum(static_cast<double>(part)));
+    // each lane's chain of m / 32 products summed in double (float32 chains of a tall
+    // panel would lose digits the CPU's row-blocked sums keep: review, not run on a GPU)
+    double part = 0.0;
+    for (i64 r = lane; r < m; r += 32) part += static_cast<double>(yi[r]) * static_cast<double>(yj[r]);
+    const T s = static_cast<T>(warp_sum(part));
     if (lane == 0) {
       g[i * k + j] = s;
       g[j * k + i] = s;
@@ -327,20 +329,23 @@ __global__ void panel_gram_kernel(const T* __restrict__ y, i64 ybs, i64 yld, i64
   }
 }
 
-// q (column-major, m rows) = Y X^T for lower triangular row-major X: one thread per row
+// q (column-major, m rows) = Y X^T for lower triangular row-major X: one thread per row,
+// the batch on grid x (up to 2^31 - 1 panels), row tiles on grid y (at most 65535 of
+// them, striding over the rest: any m)
 template <typename T>
 __global__ void panel_tts_kernel(const T* __restrict__ y, i64 ybs, i64 yld, i64 m, i64 k, const T* __restrict__ x_all,
                                  T* __restrict__ q_all) {
-  const i64 b = blockIdx.x;  // (the batch on grid x: up to 2^31 - 1 panels; row tiles on grid y)
-  const i64 r = static_cast<i64>(blockIdx.y) * blockDim.x + threadIdx.x;
-  if (r >= m) return;
-  const T* yb = y + b * ybs + r;
+  const i64 b = blockIdx.x;
   const T* x = x_all + b * k * k;
-  T* q = q_all + b * m * k + r;
-  for (i64 j = 0; j < k; ++j) {
-    T s = T(0);
-    for (i64 i = 0; i <= j; ++i) s += yb[i * yld] * x[j * k + i];
-    q[j * m] = s;
+  const i64 step = static_cast<i64>(gridDim.y) * blockDim.x;
+  for (i64 r = static_cast<i64>(blockIdx.y) * blockDim.x + threadIdx.x; r < m; r += step) {
+    const T* yb = y + b * ybs + r;
+    T* q = q_all + b * m * k + r;
+    for (i64 j = 0; j < k; ++j) {
+      T s = T(0);
+      for (i64 i = 0; i <= j; ++i) s += yb[i * yld] * x[j * k + i];
+      q[j * m] = s;
+    }
   }
 }
 
@@ -474,8 +479,6 @@ Status cholqr_panel_cuda(int dtype, int mode, const void* y, i64 y_bstride, i64 
                          std::int32_t* info, void* work, i64 batch, i64 m, i64 k, double cond_max, double gate,
                          const Exec& exec) {
   SL_RETURN_IF_ERROR(check_dims("cholqr_panel", batch, k));
-  SL_REQUIRE(m <= i64{65535} * kThreads, "cholqr_panel: m must be <= " + std::to_string(i64{65535} * kThreads) +
-                                              " on CUDA, got " + std::to_string(m));
   bool empty = false;
   SL_RETURN_IF_ERROR(cholqr_panel_check(mode, y, y_ld, q, l, x, info, work, batch, m, k, &empty));
   if (empty) return Status::ok();
@@ -494,25 +497,38 @@ Status cholqr_panel_cuda(int dtype, int mode, const void* y, i64 y_bstride, i64 
     std::int32_t* f2 = f1 + batch;
     T* q1 = mode == 2 ? w + 5 * batch * kk + 2 * batch : static_cast<T*>(q);
     const unsigned nb = static_cast<unsigned>(batch);
-    const dim3 rows(nb, static_cast<unsigned>((m + kThreads - 1) / kThreads));
+    const i64 row_tiles = (m + kThreads - 1) / kThreads;
+    const dim3 rows(nb, static_cast<unsigned>(row_tiles < 65535 ? row_tiles : 65535));
     const unsigned flag_blocks = static_cast<unsigned>((batch + kThreads - 1) / kThreads);
     const T* yy = static_cast<const T*>(y);
+    // (every launch checked: a failed one returns before the next reads its output)
     panel_gram_kernel<T><<<nb, kThreads, 0, st>>>(yy, y_bstride, y_ld, m, k, g1);
+    SL_CUDA_CHECK_LAUNCH("cholqr_panel: panel_gram (pass 1)");
     cholesky_kernel<T><<<nb, kThreads, 0, st>>>(g1, l1, info, k);
+    SL_CUDA_CHECK_LAUNCH("cholqr_panel: cholesky (pass 1)");
     tril_inverse_kernel<T><<<nb, kThreads, 0, st>>>(l1, x1, f1, k);
+    SL_CUDA_CHECK_LAUNCH("cholqr_panel: tril_inverse (pass 1)");
     panel_pass1_flags_kernel<T><<<flag_blocks, kThreads, 0, st>>>(info, f1, l1, batch, k, cond_max);
+    SL_CUDA_CHECK_LAUNCH("cholqr_panel: pass1_flags");
     panel_tts_kernel<T><<<rows, kThreads, 0, st>>>(yy, y_bstride, y_ld, m, k, x1, q1);
+    SL_CUDA_CHECK_LAUNCH("cholqr_panel: panel_tts (pass 1)");
     if (mode != 0) {
       panel_gram_kernel<T><<<nb, kThreads, 0, st>>>(q1, m * k, m, m, k, g2);
+      SL_CUDA_CHECK_LAUNCH("cholqr_panel: panel_gram (pass 2)");
       cholesky_kernel<T><<<nb, kThreads, 0, st>>>(g2, l2, info, k);
+      SL_CUDA_CHECK_LAUNCH("cholqr_panel: cholesky (pass 2)");
       tril_inverse_kernel<T><<<nb, kThreads, 0, st>>>(l2, static_cast<T*>(x), f2, k);
+      SL_CUDA_CHECK_LAUNCH("cholqr_panel: tril_inverse (pass 2)");
       panel_pass2_kernel<T><<<nb, kThreads, 0, st>>>(info, f2, g2, l1, l2, static_cast<T*>(l), k, gate);
-      if (mode == 2)
+      SL_CUDA_CHECK_LAUNCH("cholqr_panel: pass2");
+      if (mode == 2) {
         panel_tts_kernel<T><<<rows, kThreads, 0, st>>>(q1, m * k, m, m, k, static_cast<T*>(x), static_cast<T*>(q));
+        SL_CUDA_CHECK_LAUNCH("cholqr_panel: panel_tts (pass 2)");
+      }
     }
     panel_finish_kernel<T><<<nb, kThreads, 0, st>>>(info, f1, f2, mode, static_cast<T*>(q), static_cast<T*>(l),
                                                     static_cast<T*>(x), m, k);
-    SL_CUDA_CHECK_LAUNCH("cholqr_panel");
+    SL_CUDA_CHECK_LAUNCH("cholqr_panel: finish");
     return Status::ok();
   });
 }

@@ -22,17 +22,20 @@ def _check(fn: str, X: torch.Tensor, idx: torch.Tensor, scale: Optional[torch.Te
     torch._check(idx.dtype == torch.int64, lambda: f"{fn}: idx must be int64, got {idx.dtype}")
     torch._check(idx.dim() == 2, lambda: f"{fn}: idx must be 2-D (B or 1, k), got {tuple(idx.shape)}")
     torch._check(idx.shape[0] in (1, X.shape[0]), lambda: f"{fn}: idx batch {idx.shape[0]} vs data batch {X.shape[0]}")
+    torch._check(idx.device == X.device, lambda: f"{fn}: idx must be on the data's device {X.device}, got {idx.device}")
     if scale is not None:
         torch._check(scale.shape == idx.shape, lambda: f"{fn}: scale shape {tuple(scale.shape)} != idx shape {tuple(idx.shape)}")
         torch._check(scale.dtype == X.dtype, lambda: f"{fn}: scale dtype {scale.dtype} != data dtype {X.dtype}")
+        torch._check(scale.device == X.device,
+                     lambda: f"{fn}: scale must be on the data's device {X.device}, got {scale.device}")
 
 
 def _check_eager(fn: str, X: torch.Tensor, idx: torch.Tensor, scale: Optional[torch.Tensor]) -> None:
     """``_check`` for real tensors: plain comparisons first (the torch._check calls only
     when one fails, for their message)."""
     if (X.dtype in ALL_FLOATING and X.dim() == 3 and idx.dtype == torch.int64 and idx.dim() == 2
-            and idx.shape[0] in (1, X.shape[0])
-            and (scale is None or (scale.shape == idx.shape and scale.dtype == X.dtype))):
+            and idx.shape[0] in (1, X.shape[0]) and idx.device == X.device
+            and (scale is None or (scale.shape == idx.shape and scale.dtype == X.dtype and scale.device == X.device))):
         return
     _check(fn, X, idx, scale)
 
@@ -216,8 +219,10 @@ def _(X, idx, scale, out):
 @scatter_rows_.register_kernel(("cpu", "cuda"))
 def _(X, idx, scale, out):
     _check_eager("scatter_rows_", X, idx, scale)
-    torch._check(out.dtype == X.dtype and out.dim() == 3 and out.shape[0] == X.shape[0] and out.shape[2] == X.shape[2],
-                 lambda: f"scatter_rows_: out {tuple(out.shape)} {out.dtype} does not match X {tuple(X.shape)} {X.dtype}")
+    torch._check(out.dtype == X.dtype and out.dim() == 3 and out.shape[0] == X.shape[0] and out.shape[2] == X.shape[2]
+                 and out.device == X.device,
+                 lambda: f"scatter_rows_: out {tuple(out.shape)} {out.dtype} on {out.device} does not match X "
+                         f"{tuple(X.shape)} {X.dtype} on {X.device}")
     _scatter_native("scatter_rows_", X, idx, scale, out, False)
 
 

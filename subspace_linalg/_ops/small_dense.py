@@ -11,6 +11,8 @@ devices use the pure-torch reference (subspace_linalg/reference/small_dense.py).
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .. import _native
@@ -31,14 +33,27 @@ def _info(A: torch.Tensor) -> torch.Tensor:
     return torch.empty(A.shape[:-2], dtype=torch.int32, device=A.device)
 
 
+def _zero_info(batch: int, A: torch.Tensor) -> torch.Tensor:
+    """The kernels' info, zero first: the native launchers return before writing it when
+    the matrices are empty (n = 0), whose info is 0 (as the reference's)."""
+    return torch.zeros(batch, dtype=torch.int32, device=A.device)
+
+
+def _nbatch(A: torch.Tensor) -> int:
+    return math.prod(A.shape[:-2])
+
+
 def _batched(A: torch.Tensor) -> torch.Tensor:
-    """A contiguous (batch, rows, cols) copy-or-view of A."""
-    return A.reshape((-1,) + tuple(A.shape[-2:])).contiguous()
+    """A contiguous (batch, rows, cols) copy-or-view of A (the batch counted, not inferred:
+    a batch of empty matrices has no elements to infer it from)."""
+    return A.reshape((_nbatch(A),) + tuple(A.shape[-2:])).contiguous()
 
 
 def _scale(A: torch.Tensor) -> torch.Tensor:
     """Per-matrix power of two near max |a_ij| (1 for zero matrices), shape (batch, 1, 1):
     dividing by it is exact and keeps the Jacobi arithmetic away from overflow."""
+    if A.numel() == 0:  # (empty matrices: amax has nothing to reduce)
+        return torch.ones(A.shape[:-2] + (1, 1), dtype=A.dtype, device=A.device)
     amax = A.abs().amax(dim=(-2, -1), keepdim=True)
     _, e = torch.frexp(amax)
     s = torch.ldexp(torch.ones_like(amax), e)
@@ -95,7 +110,7 @@ def _(A):
     n = A.shape[-1]
     a = _batched(A)
     L = torch.empty_like(a)
-    info = torch.empty(a.shape[0], dtype=torch.int32, device=A.device)
+    info = _zero_info(a.shape[0], A)
     _native.lib().cholesky_small(_native.dtype_code(A.dtype), a.data_ptr(), L.data_ptr(), info.data_ptr(),
                                  a.shape[0], n, _native.exec_args(A))
     return L.reshape(A.shape), info.reshape(A.shape[:-2])
@@ -124,7 +139,7 @@ def _(L):
     n = L.shape[-1]
     lb = _batched(L)
     X = torch.empty_like(lb)
-    info = torch.empty(lb.shape[0], dtype=torch.int32, device=L.device)
+    info = _zero_info(lb.shape[0], L)
     _native.lib().tril_inverse_small(_native.dtype_code(L.dtype), lb.data_ptr(), X.data_ptr(), info.data_ptr(),
                                      lb.shape[0], n, _native.exec_args(L))
     return X.reshape(L.shape), info.reshape(L.shape[:-2])
@@ -157,7 +172,7 @@ def _(A, max_sweeps):
     B = work.shape[0]
     w = torch.empty(B, n, dtype=A.dtype, device=A.device)
     vt = torch.empty_like(work)
-    info = torch.empty(B, dtype=torch.int32, device=A.device)
+    info = _zero_info(B, A)
     _native.lib().eigh_jacobi(_native.dtype_code(A.dtype), work.data_ptr(), w.data_ptr(), vt.data_ptr(),
                               info.data_ptr(), B, n, int(max_sweeps), _native.exec_args(A))
     w, order = torch.sort(w * s.view(B, 1), dim=-1)
@@ -203,12 +218,12 @@ def _complete_columns(U: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
 def _(A, max_sweeps):
     _check_tall("svd_jacobi", A)
     m, n = A.shape[-2], A.shape[-1]
-    a = A.reshape((-1, m, n))
+    a = A.reshape((_nbatch(A), m, n))
     B = a.shape[0]
     s = _scale(a)
     at = (a / s).mT.contiguous()  # (B, n, m): row p = column p of A
     vt = torch.empty(B, n, n, dtype=A.dtype, device=A.device)
-    info = torch.empty(B, dtype=torch.int32, device=A.device)
+    info = _zero_info(B, A)
     _native.lib().svd_jacobi(_native.dtype_code(A.dtype), at.data_ptr(), vt.data_ptr(), info.data_ptr(),
                              B, m, n, int(max_sweeps), _native.exec_args(A))
     S = torch.linalg.vector_norm(at, dim=-1)  # (B, n)

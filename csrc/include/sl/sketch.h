@@ -10,7 +10,11 @@
 //   positions in [0, s) and signs of input coordinate i, code = 2 * pos + (sign < 0).
 // sparse_apply: Y[b, r, j] = sum_{p in [ptr[j], ptr[j+1])} vals[p] * X[b, r, cols[p]]
 //   (a CSR matrix applied from the right to every row of X, written, not accumulated),
-//   accumulated in the compute type (float for f16/bf16; vals has that type).
+//   accumulated in the compute type (float for f16/bf16; vals has that type). The CPU
+//   kernel checks the CSR structure first (ptr[0] = 0, ptr[J] = nnz, ptr non-decreasing,
+//   cols in [0, C): an error otherwise); the CUDA one cannot without a host read and
+//   trusts ptr, skipping a column outside [0, C). The ops pass structures they built
+//   (csr_transpose, sparse_sign), never a caller's.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -68,7 +72,9 @@ namespace sl {
 // SRHT rows: Y[b, r, t] = sum_i H_N[rows[t], i] * signs[i] * X[b, r, i] (i < n, zero padded
 // to N = 2^k >= n; H_N the unnormalized Sylvester Hadamard matrix; signs carry the
 // scale, in the compute type). The length-N transform of each row runs in a cache-resident
-// buffer and only the `s` sampled coordinates are written. Y any strides.
+// buffer and only the `s` sampled coordinates are written. Y any strides. rows in
+// [0, N): the CPU checks them first (an error otherwise); CUDA writes 0 for one outside
+// (no host read). The op draws them itself.
 Status srht_cpu(int dtype, const Mat3View& x, const void* signs, const std::int64_t* rows, std::int64_t s,
                 std::int64_t N, const Mat3View& y);
 Status srht_cuda(int dtype, const Mat3View& x, const void* signs, const std::int64_t* rows, std::int64_t s,
