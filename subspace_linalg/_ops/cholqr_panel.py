@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from .. import _native
+from . import transpose as _transpose
 from .._dtypes import FLOATING
 from ..reference import cholqr_panel as _ref
 
@@ -64,7 +65,7 @@ def kernel(Y, mode, cond_max, gate):
         Q, L, X, info = _outputs(Y)
         return Q, L, X, info.zero_()
     if Y.stride(-2) != 1 or Y.stride(-1) < m:  # to column-major panels: the native transposed copy
-        Y = torch.ops.subspace_linalg.transpose_copy.default(Y).mT
+        Y = _transpose.kernel(Y).mT
     Q, L, X, info = _outputs(Y)
     C = _native.lib()
     work = torch.empty(C.cholqr_panel_work_elems(mode, B, m, k), dtype=Y.dtype, device=Y.device)
