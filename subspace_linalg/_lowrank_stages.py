@@ -40,9 +40,10 @@ def _native_threads() -> int:
     return int(C.openmp_max_threads()) if C is not None else 0
 
 
-def orthonormalize(Y: torch.Tensor) -> torch.Tensor:
-    """An orthonormal basis Q (..., p, l) whose span contains range(Y), Y (..., p, l), p >= l."""
-    return _orthonormalize(Y)
+def orthonormalize(Y: torch.Tensor, *, check_finite: bool = True) -> torch.Tensor:
+    """An orthonormal basis Q (..., p, l) whose span contains range(Y), Y (..., p, l), p >= l
+    (``check_finite=False``: for a caller that checked its inputs itself)."""
+    return _orthonormalize(Y, check_finite=check_finite)
 
 
 def orthonormalize_flagged(Y: torch.Tensor):

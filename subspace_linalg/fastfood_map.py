@@ -37,7 +37,7 @@ class FastfoodMap:
 
     def __init__(self, in_dim: int, out_dim: int, *, seed: int | None = None,
                  generator: torch.Generator | None = None):
-        fn = "fastfood"
+        fn = "FastfoodMap"
         self.in_dim = _validate.check_int(fn, "in_dim", in_dim, minimum=1)
         self.out_dim = _validate.check_int(fn, "out_dim", out_dim, minimum=1)
         _validate.check_generator(fn, generator)
@@ -117,6 +117,9 @@ def fastfood(x: torch.Tensor, out_dim: int, *, generator: torch.Generator | None
     the same map (and ``fastfood_adjoint`` with that state its transpose). Returns x's
     dtype; differentiable. For repeated use build a ``FastfoodMap`` once."""
     _validate.check_tensor("fastfood", "x", x, dtypes=ALL_FLOATING, min_ndim=1)
+    if x.shape[-1] == 0:
+        raise ValueError(f"fastfood: x must have a last dim >= 1, got shape {tuple(x.shape)}")
+    _validate.check_int("fastfood", "out_dim", out_dim, minimum=1)
     return FastfoodMap(x.shape[-1], out_dim, generator=generator)(x)
 
 
@@ -124,4 +127,5 @@ def fastfood_adjoint(y: torch.Tensor, in_dim: int, *, generator: torch.Generator
     """The transpose of ``fastfood``: (..., out_dim) -> (..., in_dim), for the map that
     ``fastfood(x, y.shape[-1], generator=g)`` applies with g in the same state."""
     _validate.check_tensor("fastfood_adjoint", "y", y, dtypes=ALL_FLOATING, min_ndim=1)
+    _validate.check_int("fastfood_adjoint", "in_dim", in_dim, minimum=1)
     return FastfoodMap(in_dim, y.shape[-1], generator=generator).adjoint(y)

@@ -134,6 +134,11 @@ def cg(A, b: torch.Tensor, *, x0: torch.Tensor | None = None, M=None, rtol: floa
         apply_A = op.matvec
 
     minv, apply_M = _preconditioner(fn, M, op, columns, n, sys_batch, B)
+    if B.numel() == 0:  # no unknowns (n = 0: x = 0 solves it exactly) or no systems
+        done = torch.ones(sys_batch, dtype=torch.bool, device=B.device)
+        x = to_b_layout(X)
+        return CGResult(x.contiguous() if columns else x, done, torch.zeros(sys_batch, dtype=torch.int64, device=B.device),
+                        torch.zeros(sys_batch, dtype=B.dtype, device=B.device))
 
     # tolerances
     bnorm = torch.linalg.vector_norm(B, dim=-1)

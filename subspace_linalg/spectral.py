@@ -307,7 +307,7 @@ def lanczos(A, k: int, *, which: str = "largest", maxiter: int | None = None, to
     fn = "lanczos"
     op = as_operator(A, fn=fn, name="A")
     n = op.shape[-1]
-    k = _validate.check_int(fn, "k", k, minimum=1, maximum=max(n, 1))
+    k = _validate.check_int(fn, "k", k, minimum=1, maximum=n)
     _validate.check_choice(fn, "which", which, ("largest", "smallest", "both"))
     if maxiter is not None:
         maxiter = _validate.check_int(fn, "maxiter", maxiter, minimum=1)
@@ -318,6 +318,8 @@ def lanczos(A, k: int, *, which: str = "largest", maxiter: int | None = None, to
         if not isinstance(op, DenseOperator):
             raise ValueError(f"{fn}: a batch of operators must be a dense (..., n, n) tensor, got "
                              f"{type(op).__name__} of shape {tuple(op.shape)}")
+        if math.prod(batch) == 0:  # an empty batch: empty results
+            return EighResult(op.A.new_empty(batch + (k,)), op.A.new_empty(batch + (n, k)))
         As = op.A.reshape(-1, n, n)
         outs = [lanczos(As[i], k, which=which, maxiter=maxiter, tol=tol, generator=generator) for i in range(As.shape[0])]
         return EighResult(torch.stack([o.eigenvalues for o in outs]).reshape(batch + (k,)),
@@ -386,6 +388,9 @@ def slq_spectrum(A, num_probes: int, steps: int, *, generator: torch.Generator |
     steps = _validate.check_int(fn, "steps", steps, minimum=1)
     _validate.check_generator(fn, generator)
     n = op.shape[-1]
+    if n == 0:
+        raise ValueError(f"{fn}: A must have at least one row and column (no spectrum to estimate), got shape "
+                         f"{tuple(op.shape)}")
     m = min(steps, n)
     dtype, device = op.dtype, op.device
     eps = torch.finfo(dtype).eps

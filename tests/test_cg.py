@@ -521,3 +521,16 @@ def test_cg_csr_cuda_path_matches_cpu(gen):
     gpu = torch.ops.subspace_linalg.cg_csr.default(*(t.cuda() for t in (crow, col, val, b)), torch.zeros_like(b).cuda(),
                                                    None, tol.cuda(), 300)
     torch.testing.assert_close(gpu[0].cpu(), cpu[0], rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize("shape_A,shape_b", [((0, 0), (0,)), ((3, 0, 0), (3, 0)), ((0, 4, 4), (0, 4)),
+                                             ((0, 0), (0, 2)), ((5, 5), (0, 5))])
+def test_empty_systems(shape_A, shape_b):
+    """No unknowns (x = 0 is exact) or no systems: empty or zero results, all converged,
+    zero iterations (it used to fail inside the loop or the native dense solver)."""
+    A = torch.eye(shape_A[-1]).expand(shape_A).contiguous() if shape_A[-1] else torch.zeros(shape_A)
+    b = torch.zeros(shape_b)
+    res = sl.cg(A, b)
+    assert res.x.shape == b.shape
+    assert bool(res.converged.all()) and not bool(res.iterations.any()) and not bool(res.residual_norm.any())
+    assert res.converged.shape == res.iterations.shape == res.residual_norm.shape

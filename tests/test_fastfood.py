@@ -88,3 +88,15 @@ def test_fastfood_errors():
         sl.FastfoodMap(4, 8)(torch.randn(3, 5))
     with pytest.raises(TypeError, match="x must have dtype"):
         sl.fastfood(torch.ones(3, 4, dtype=torch.int64), 5)
+
+
+def test_bad_sizes_name_the_caller():
+    """Each entry names itself and the argument (not the class both build on)."""
+    with pytest.raises(ValueError, match="fastfood: out_dim must be >= 1, got 0"):
+        sl.fastfood(torch.randn(3, 4), 0)
+    with pytest.raises(ValueError, match="fastfood: x must have a last dim >= 1"):
+        sl.fastfood(torch.zeros(3, 0), 4)
+    with pytest.raises(ValueError, match="fastfood_adjoint: in_dim must be >= 1, got 0"):
+        sl.fastfood_adjoint(torch.randn(3, 8), 0)
+    with pytest.raises(ValueError, match="FastfoodMap: out_dim must be >= 1, got -1"):
+        sl.FastfoodMap(8, -1)

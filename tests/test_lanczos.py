@@ -187,3 +187,15 @@ def test_slq_breakdown_on_few_distinct_eigenvalues(gen):
         per_probe = (weights * nodes ** p).sum(-1)
         se = float(per_probe.std()) / math.sqrt(50)
         assert abs(float(per_probe.mean()) - float((ev ** p).mean())) <= 4 * se + 1e-12
+
+
+def test_empty_operators():
+    """n = 0: k = 1 is out of range (a ValueError naming k, not a ZeroDivisionError); an
+    empty batch of matrices gives empty results; slq_spectrum refuses n = 0."""
+    for A in (torch.zeros(0, 0), torch.zeros(3, 0, 0)):
+        with pytest.raises(ValueError, match="lanczos: k must be <= 0"):
+            sl.lanczos(A, 1)
+    w, V = sl.lanczos(torch.zeros(0, 4, 4), 2)
+    assert w.shape == (0, 2) and V.shape == (0, 4, 2)
+    with pytest.raises(ValueError, match="slq_spectrum: A must have at least one row"):
+        sl.slq_spectrum(torch.zeros(0, 0), 2, 3)

@@ -94,3 +94,15 @@ def test_principal_angles_bad_input():
         sl.principal_angles(torch.randn(10, 3), torch.randn(9, 3))
     with pytest.raises(TypeError, match="Q1"):
         sl.principal_angles(torch.ones(10, 3, dtype=torch.int64), torch.randn(10, 3))
+
+
+def test_principal_angles_non_finite_names_itself():
+    Q = torch.randn(6, 2)
+    bad = Q.clone()
+    bad[1, 1] = float("nan")
+    for a, b, name in ((bad, Q, "Q1"), (Q, bad, "Q2")):
+        with pytest.raises(ValueError, match=f"principal_angles: {name} has 1 non-finite"):
+            sl.principal_angles(a, b)
+    with pytest.raises(TypeError, match="principal_angles: check_finite must be a bool"):
+        sl.principal_angles(Q, Q, check_finite=1)
+    assert sl.principal_angles(Q, Q, check_finite=False).shape == (2,)
