@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # GPU validation on a machine with an NVIDIA GPU and no internet (torch, nvcc, cmake,
 # pybind11 and scikit-build-core already installed), sized for a short device lease:
-#   bash scripts/gpu_check.sh [OUTDIR] [ARCH] [DEADLINE_S]
-#   (defaults: bench/results/gpu, 90-real, 540)
+#   bash scripts/gpu_check.sh [OUTDIR] [ARCH] [DEADLINE_S] [ARCHIVE]
+#   (defaults: bench/results/gpu, 90-real, 540, none)
+# ARCHIVE: also pack OUTDIR into this .tar.gz (the device tool brings back at most 8 files
+# from $OUT: run it as `bash scripts/gpu_check.sh /tmp/gpu 90-real 540 $OUT/gpu-check.tgz`).
 # Steps, most important first: build in place for ARCH; every native op once on the GPU
 # against the CPU (scripts/cuda_smoke.py); compute-sanitizer memcheck and racecheck over
 # that smoke run (each kernel once: a full test run under the sanitizers takes far too
@@ -17,6 +19,7 @@ cd "$(dirname "$0")/.."
 OUT=${1:-bench/results/gpu}
 ARCH=${2:-90-real}
 DEADLINE=${3:-540}
+ARCHIVE=${4:-}
 mkdir -p "$OUT"
 START=$(date +%s)
 status=0
@@ -38,7 +41,9 @@ step() {  # step NAME CAP_S COMMAND...
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
 if ! step build 300 pip install --no-build-isolation --no-deps -e . -Ccmake.define.SUBSPACE_LINALG_CUDA=ON \
     -Ccmake.define.CMAKE_CUDA_ARCHITECTURES="$ARCH"; then
-  tail -40 "$OUT/build.log"; exit 1
+  tail -40 "$OUT/build.log"
+  [ -z "$ARCHIVE" ] || tar czf "$ARCHIVE" -C "$OUT" .
+  exit 1
 fi
 python -m subspace_linalg info --json > "$OUT/info.json" 2>&1
 SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
@@ -55,4 +60,5 @@ step bench-rsvd 180 python -m subspace_linalg bench rsvd --device cuda --full --
 step bench-orth 120 python -m subspace_linalg bench orth --device cuda --full --dtype float32 \
   --json "$OUT/bench-cuda-orth-float32.json"
 cat "$OUT/steps.log"
+[ -z "$ARCHIVE" ] || tar czf "$ARCHIVE" -C "$OUT" .
 exit $status
