@@ -238,7 +238,9 @@ def _panel_better(Y: torch.Tensor) -> bool:
     7.5 / 11.3 against 11.3 / 17.6, 4096 x 384 11.2 / 17.0 against 16.8 / 24.7, 8192 x 512
     42 / 64 against 51 / 83, 2048 x 512 14.5 / 24.3 against 17.2 / 32.5; orthonormalize of a
     row-major block (copied first) 16384 x 256 44 against 57, 8192 x 384 44 against 61,
-    8192 x 512 107 against 113, 4096 x 200 8.0 against 16.2."""
+    8192 x 512 107 against 113, 4096 x 200 8.0 against 16.2. (Those row-major figures
+    include the copy, which the AVX2 and AVX-512 kernels no longer need: they read row-major
+    panels in place, see ``_ops.cholqr_panel._row_major_ok``.)"""
     k = Y.shape[-1]
     if Y.device.type != "cpu" or Y.dtype not in (torch.float32, torch.float64) or (
             Y.requires_grad and torch.is_grad_enabled()):

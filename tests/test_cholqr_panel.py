@@ -255,3 +255,51 @@ def test_cuda_panel_taller_than_one_grid(mode):
     Q = Q.cpu()
     assert float((Q - Qc).abs().max()) <= 1e-10
     assert float(_fro(Q.mT @ Q - torch.eye(k, dtype=torch.float64)).max()) <= (1e-4 if mode == 0 else 1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", [0, 1, 2])
+@pytest.mark.parametrize("shape,pad", [((1, 300, 7), 0), ((3, 997, 20), 3), ((2, 1030, 64), 0), ((1, 2051, 74), 6),
+                                       ((1, 700, 97), 0), ((4, 513, 130), 2)])
+def test_row_major_panels_read_in_place(dtype, mode, shape, pad, gen):
+    """Row-major panels (also with a row stride above k: a column slice of a wider block)
+    go to the native kernel as they are where it packs them itself (AVX2 / AVX-512), with
+    the results of the column-major copy: bitwise where both layouts take the packed Gram
+    and product (from 64 columns on AVX2, 80 on AVX-512), else within the dtype's
+    tolerance; the one transposing copy is gone."""
+    from subspace_linalg import _native
+    from subspace_linalg._ops import cholqr_panel as cp
+
+    B, m, k = shape
+    Yc = _panels(B, m, k, dtype, gen(m + k), cond=100.0)
+    Yr = torch.empty(B, m, k + pad, dtype=dtype)[..., :k]
+    Yr.copy_(Yc)
+    assert Yr.stride(-1) == 1 and Yr.stride(-2) == k + pad
+    row = cp.kernel(Yr, mode, _cond_max(dtype), GATE)
+    col = cp.kernel(Yc, mode, _cond_max(dtype), GATE)
+    assert torch.equal(row[3], col[3]) and bool((col[3] == 0).all())
+    isa = str(_native.lib().small_dense_cpu_isa())
+    packed_both = {"avx2": 64, "avx512": 80}.get(isa)
+    if packed_both is not None and k >= packed_both:
+        for a, b in zip(row[:3], col[:3]):
+            assert torch.equal(a, b)
+    tol = rtol("orth", dtype, k) * 100
+    for a, b in zip(row[:3], col[:3]):
+        assert float((a - b).abs().max() / b.abs().max()) <= tol
+    Q = _basis(row[0], row[2], mode)
+    assert float(_fro(Q.mT @ Q - torch.eye(k, dtype=dtype)).max()) <= (tol * 1e4 if mode == 0 else tol)
+
+
+def test_row_major_reaches_the_kernel_untransposed(monkeypatch, gen):
+    """Where the CPU kernels take row-major panels, cholqr_panel's kernel no longer makes
+    the transposed copy first (it still does on a generic CPU, and for other layouts)."""
+    from subspace_linalg._ops import cholqr_panel as cp
+
+    calls = []
+    real = cp._transpose.kernel
+    monkeypatch.setattr(cp._transpose, "kernel", lambda A: calls.append(A.shape) or real(A))
+    Y = _panels(2, 400, 30, torch.float32, gen(3)).contiguous()
+    cp.kernel(Y, 2, _cond_max(torch.float32), GATE)
+    assert calls == ([] if cp._row_major_ok(Y) else [Y.shape])
+    cp.kernel(Y[:, :, ::2], 2, _cond_max(torch.float32), GATE)  # (a column stride 2: copied)
+    assert len(calls) == (1 if cp._row_major_ok(Y) else 2)

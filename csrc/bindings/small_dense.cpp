@@ -78,7 +78,7 @@ void svd_jacobi(int dtype, std::uintptr_t at, std::uintptr_t vt, std::uintptr_t 
   raise_if_error(s, "svd_jacobi on " + bshape(batch, m, n));
 }
 
-void cholqr_panel(int dtype, int mode, std::uintptr_t y, i64 y_bstride, i64 y_ld, std::uintptr_t q, std::uintptr_t l,
+void cholqr_panel(int dtype, int mode, std::uintptr_t y, i64 y_bstride, i64 y_rs, i64 y_cs, std::uintptr_t q, std::uintptr_t l,
                   std::uintptr_t x, std::uintptr_t info, std::uintptr_t work, i64 batch, i64 m, i64 k, double cond_max,
                   double gate, const ExecSpec& es) {
   const Exec exec = exec_from(es);
@@ -86,10 +86,10 @@ void cholqr_panel(int dtype, int mode, std::uintptr_t y, i64 y_bstride, i64 y_ld
   {
     py::gil_scoped_release nogil;
     s = SL_ON_DEVICE(exec, "cholqr_panel",
-                     cholqr_panel_cpu(dtype, mode, ptr<const void>(y), y_bstride, y_ld, ptr<void>(q), ptr<void>(l),
+                     cholqr_panel_cpu(dtype, mode, ptr<const void>(y), y_bstride, y_rs, y_cs, ptr<void>(q), ptr<void>(l),
                                       ptr<void>(x), ptr<std::int32_t>(info), ptr<void>(work), batch, m, k, cond_max,
                                       gate),
-                     cholqr_panel_cuda(dtype, mode, ptr<const void>(y), y_bstride, y_ld, ptr<void>(q), ptr<void>(l),
+                     cholqr_panel_cuda(dtype, mode, ptr<const void>(y), y_bstride, y_rs, y_cs, ptr<void>(q), ptr<void>(l),
                                        ptr<void>(x), ptr<std::int32_t>(info), ptr<void>(work), batch, m, k, cond_max,
                                        gate, exec));
   }
@@ -105,8 +105,10 @@ void bind_small_dense(py::module_& m) {
   m.def("svd_jacobi", &svd_jacobi,
         "batched one-sided Jacobi SVD (dtype, at_work, vt, info, batch, m, n, max_sweeps, exec)");
   m.def("cholqr_panel", &cholqr_panel,
-        "fused CholeskyQR passes on column-major panels (dtype, mode, y, y_bstride, y_ld, q, l, x, info, work, "
-        "batch, m, k, cond_max, gate, exec)");
+        "fused CholeskyQR passes on column-major (or, on the CPU, row-major) panels (dtype, mode, y, y_bstride, "
+        "y_rs, y_cs, q, l, x, info, work, batch, m, k, cond_max, gate, exec)");
+  m.def("cholqr_panel_cpu_row_major", &cholqr_panel_cpu_row_major,
+        "whether the CPU cholqr_panel takes row-major panels here (its AVX2 / AVX-512 kernels)");
   m.def("cholqr_panel_work_elems", &cholqr_panel_work_elems, "scratch elements of cholqr_panel (mode, batch, m, k)");
   m.def("small_dense_cpu_isa", [] { return std::string(small_dense_cpu_isa()); },
         "the instruction set of the CPU small-dense kernels here: avx512, avx2 or generic");

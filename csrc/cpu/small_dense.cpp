@@ -153,12 +153,23 @@ const char* small_dense_cpu_isa() {
 #endif
 }
 
-Status cholqr_panel_cpu(int dtype, int mode, const void* y, i64 y_bstride, i64 y_ld, void* q, void* l, void* x,
-                        std::int32_t* info, void* work, i64 batch, i64 m, i64 k, double cond_max, double gate) {
+bool cholqr_panel_cpu_row_major() {
+#ifdef SL_SMALL_DENSE_MULTI_ISA
+  return cpu_isa() != Isa::Generic;
+#else
+  return false;
+#endif
+}
+
+Status cholqr_panel_cpu(int dtype, int mode, const void* y, i64 y_bstride, i64 y_rs, i64 y_cs, void* q, void* l,
+                        void* x, std::int32_t* info, void* work, i64 batch, i64 m, i64 k, double cond_max,
+                        double gate) {
   SL_RETURN_IF_ERROR(check_dims("cholqr_panel", batch, k));
-  bool empty = false;
-  SL_RETURN_IF_ERROR(cholqr_panel_check(mode, y, y_ld, q, l, x, info, work, batch, m, k, &empty));
+  bool empty = false, rm = false;
+  SL_RETURN_IF_ERROR(cholqr_panel_check(mode, y, y_rs, y_cs, q, l, x, info, work, batch, m, k, &empty, &rm));
   if (empty) return Status::ok();
+  SL_REQUIRE(!rm || cholqr_panel_cpu_row_major(),
+             "cholqr_panel: row-major panels need the AVX2 or AVX-512 kernels, which this CPU lacks");
   // fewer panels than threads: every panel's rows split into parts (of >= 256 rows)
   const int nt = max_threads();
   int parts = 1;
@@ -176,7 +187,7 @@ Status cholqr_panel_cpu(int dtype, int mode, const void* y, i64 y_bstride, i64 y
       return invalid_argument("cholqr_panel: cannot allocate a host scratch buffer of " +
                               std::to_string(batch * (parts - 1) * k * k + kPanelCholNB * kSmallDenseMaxN) + " elements");
     }
-    return SL_SMALL_DENSE_ISA_CALL(cholqr_panel_run<T>(mode, static_cast<const T*>(y), y_bstride, y_ld,
+    return SL_SMALL_DENSE_ISA_CALL(cholqr_panel_run<T>(mode, static_cast<const T*>(y), y_bstride, rm ? y_rs : y_cs, rm,
                                                        static_cast<T*>(q), static_cast<T*>(l), static_cast<T*>(x),
                                                        info, static_cast<T*>(work), part.data(), col.data(), parts, batch, m, k,
                                                        cond_max, gate));

@@ -475,13 +475,15 @@ Status svd_jacobi_cuda(int dtype, void* at, void* vt, std::int32_t* info, i64 ba
   });
 }
 
-Status cholqr_panel_cuda(int dtype, int mode, const void* y, i64 y_bstride, i64 y_ld, void* q, void* l, void* x,
-                         std::int32_t* info, void* work, i64 batch, i64 m, i64 k, double cond_max, double gate,
-                         const Exec& exec) {
+Status cholqr_panel_cuda(int dtype, int mode, const void* y, i64 y_bstride, i64 y_rs, i64 y_cs, void* q, void* l,
+                         void* x, std::int32_t* info, void* work, i64 batch, i64 m, i64 k, double cond_max,
+                         double gate, const Exec& exec) {
   SL_RETURN_IF_ERROR(check_dims("cholqr_panel", batch, k));
-  bool empty = false;
-  SL_RETURN_IF_ERROR(cholqr_panel_check(mode, y, y_ld, q, l, x, info, work, batch, m, k, &empty));
+  bool empty = false, rm = false;
+  SL_RETURN_IF_ERROR(cholqr_panel_check(mode, y, y_rs, y_cs, q, l, x, info, work, batch, m, k, &empty, &rm));
   if (empty) return Status::ok();
+  SL_REQUIRE(!rm, "cholqr_panel: CUDA takes column-major panels only (the caller transposes)");
+  const i64 y_ld = y_cs;
   SL_CUDA_DEVICE_GUARD(exec);
   return dispatch_real<DeviceTypes>(dtype, "cholqr_panel", [&](auto tag) -> Status {
     using T = decltype(tag);

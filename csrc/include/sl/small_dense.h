@@ -65,7 +65,10 @@ Status svd_jacobi_cuda(int dtype, void* at, void* vt, std::int32_t* info, std::i
 // CholeskyQR passes on a batch of tall panels Y (m x k, m >= k, k <= kSmallDenseMaxN), fused:
 // Gram G = Y^T Y, Cholesky G = L L^T, X = L^{-1}, Q = Y X^T, all in one call (the CPU
 // kernel blocks the Gram and the product over rows, SIMD along the contiguous columns).
-//   y: element (b, r, c) at y[b * y_bstride + c * y_ld + r] (column-major panels, y_ld >= m);
+//   y: element (b, r, c) at y[b * y_bstride + r * y_rs + c * y_cs]: column-major panels
+//      (y_rs = 1, y_cs >= m) everywhere; row-major ones (y_cs = 1, y_rs >= k, k > 1) on the
+//      CPU where its kernels have the packed Gram and product (cholqr_panel_cpu_row_major():
+//      the AVX2 and AVX-512 targets; they pack any layout anyway), else InvalidArgument;
 //   q: (batch, k, m) contiguous out = column-major (b, m, k) panels;
 //   mode 0 (one pass):  q = Q = Y L^{-T};  l = L;  x = L^{-1};
 //   mode 1 (CholeskyQR2, factored): q = Q1 = Y L1^{-T}, then G2 = Q1^T Q1 = L2 L2^T;
@@ -82,27 +85,37 @@ inline std::int64_t cholqr_panel_work_elems(int mode, std::int64_t batch, std::i
 }
 // The argument checks both backends share (after their check of batch and k); *empty is set
 // when there is nothing to compute.
-inline Status cholqr_panel_check(int mode, const void* y, std::int64_t y_ld, const void* q, const void* l,
-                                 const void* x, const void* info, const void* work, std::int64_t batch,
-                                 std::int64_t m, std::int64_t k, bool* empty) {
+// *row_major says which of the two layouts y has (column-major when both fit: k = 1).
+inline Status cholqr_panel_check(int mode, const void* y, std::int64_t y_rs, std::int64_t y_cs, const void* q,
+                                 const void* l, const void* x, const void* info, const void* work,
+                                 std::int64_t batch, std::int64_t m, std::int64_t k, bool* empty, bool* row_major) {
   SL_REQUIRE(mode >= 0 && mode <= 2, "cholqr_panel: mode must be 0, 1 or 2, got " + std::to_string(mode));
   SL_REQUIRE(m >= k, "cholqr_panel: needs m >= k, got m=" + std::to_string(m) + ", k=" + std::to_string(k));
   *empty = batch == 0 || k == 0;
+  *row_major = false;
   if (*empty) return Status::ok();
-  SL_REQUIRE(y_ld >= m, "cholqr_panel: the column stride must be >= m, got " + std::to_string(y_ld) + " < " +
-                            std::to_string(m));
+  const bool col = y_rs == 1 && y_cs >= m;
+  *row_major = !col && y_cs == 1 && y_rs >= k;
+  SL_REQUIRE(col || *row_major, "cholqr_panel: Y must be column-major (row stride 1, column stride >= m) or "
+                                "row-major (column stride 1, row stride >= k), got strides (" +
+                                    std::to_string(y_rs) + ", " + std::to_string(y_cs) + ") for m=" +
+                                    std::to_string(m) + ", k=" + std::to_string(k));
   SL_REQUIRE(y && q && l && x && info && work, "cholqr_panel: null pointer");
   return Status::ok();
 }
 // The instruction set the CPU small-dense kernels run with here ("avx512", "avx2" or
 // "generic"; chosen at run time): the wide-panel Gram kernel of cholqr_panel is AVX-512's.
 const char* small_dense_cpu_isa();
-Status cholqr_panel_cpu(int dtype, int mode, const void* y, std::int64_t y_bstride, std::int64_t y_ld, void* q,
-                        void* l, void* x, std::int32_t* info, void* work, std::int64_t batch, std::int64_t m,
-                        std::int64_t k, double cond_max, double gate);
-Status cholqr_panel_cuda(int dtype, int mode, const void* y, std::int64_t y_bstride, std::int64_t y_ld, void* q,
-                         void* l, void* x, std::int32_t* info, void* work, std::int64_t batch, std::int64_t m,
-                         std::int64_t k, double cond_max, double gate, const Exec& exec);
+// Whether cholqr_panel_cpu takes row-major panels here (the packed kernels' targets).
+bool cholqr_panel_cpu_row_major();
+Status cholqr_panel_cpu(int dtype, int mode, const void* y, std::int64_t y_bstride, std::int64_t y_rs,
+                        std::int64_t y_cs, void* q, void* l, void* x, std::int32_t* info, void* work,
+                        std::int64_t batch, std::int64_t m, std::int64_t k, double cond_max, double gate);
+// (CUDA: column-major panels only)
+Status cholqr_panel_cuda(int dtype, int mode, const void* y, std::int64_t y_bstride, std::int64_t y_rs,
+                         std::int64_t y_cs, void* q, void* l, void* x, std::int32_t* info, void* work,
+                         std::int64_t batch, std::int64_t m, std::int64_t k, double cond_max, double gate,
+                         const Exec& exec);
 
 // Round-robin ordering shared by both backends: for n' = n rounded up to even, step r in
 // [0, n' - 1) pairs slot i with slot n' - 1 - i (i < n'/2); slot 0 holds index 0 and slot
