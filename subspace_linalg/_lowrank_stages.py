@@ -9,8 +9,6 @@ so swapping the implementation touches this file alone.
 """
 from __future__ import annotations
 
-import os
-
 import torch
 
 from ._results import SVDResult
@@ -77,39 +75,6 @@ def orthonormalize_flagged_span(Y: torch.Tensor):
     return _cholqr_span(Y)
 
 
-_SPLIT_MIN_WORK = 1 << 19  # batches of float64 eigh split over two threads from batch n^3 = 2^19 ...
-_SPLIT_MAX_N = 128         # ... of matrices of at most this order (see _eigh)
-_POOL: list = []           # [the one worker thread's pool, the pid that made it], on first use
-
-
-def _eigh(G: torch.Tensor):
-    """torch.linalg.eigh of a batch, its two halves on two threads where that pays: LAPACK's
-    eigh runs a batch one matrix at a time on one thread, whatever torch's thread count.
-    CPU batches with batch n^3 >= 2^19 of matrices up to order 128, two or more torch
-    threads, outside torch.compile; the same results bit for bit (each matrix its own LAPACK
-    call either way). Measured on an AMD EPYC (AVX2, 2 threads), whole rsvd, one thread
-    against the split, median of 41 round-robin, two runs (a noisy host): 16 x 512^2 r32
-    1.12x / 1.12x, 32 x 256^2 r16 1.38x / 1.41x, 64 x 256^2 r16 1.42x, 8 x 512^2 r32 1.13x,
-    4 x 512^2 r64 1.09x, 4 x 1024^2 r64 1.06x; 8 x 128^2 r8 (8 x 18^3, below the floor)
-    0.96x / 0.99x."""
-    nb = G.numel() // max(G.shape[-1] * G.shape[-1], 1)
-    if (G.device.type != "cpu" or G.dim() < 3 or nb < 2 or nb * G.shape[-1] ** 3 < _SPLIT_MIN_WORK
-            or G.shape[-1] > _SPLIT_MAX_N
-            or torch.get_num_threads() < 2 or torch.compiler.is_compiling() or not _SPLIT_ON[0]):
-        return torch.linalg.eigh(G)
-    if not _POOL or _POOL[1] != os.getpid():  # (a forked child has the pool but not its thread)
-        from concurrent.futures import ThreadPoolExecutor
-
-        _POOL[:] = [ThreadPoolExecutor(max_workers=1, thread_name_prefix="subspace_linalg_eigh"), os.getpid()]
-    Gb = G.reshape((nb,) + G.shape[-2:])
-    h = nb // 2
-    second = _POOL[0].submit(torch.linalg.eigh, Gb[h:])
-    w1, V1 = torch.linalg.eigh(Gb[:h])
-    w2, V2 = second.result()
-    return (torch.cat([w1, w2]).reshape(G.shape[:-1]), torch.cat([V1, V2]).reshape(G.shape))
-
-
-_SPLIT_ON = [True]  # (a switch for measurements)
 _GRAM_MIN_RATIO = 1e-8  # smallest lambda_min / lambda_max of R^T R the Gram SVD accepts (see _svd_gram)
 
 
@@ -130,7 +95,7 @@ def _svd_gram(R: torch.Tensor):
     G = R64.mT @ R64
     if not bool(torch.isfinite(G).all()):
         return None
-    lam, V = _eigh(G)  # ascending
+    lam, V = torch.linalg.eigh(G)  # ascending
     lam, V = lam.flip(-1), V.flip(-1)
     if not bool((lam[..., -1] > _GRAM_MIN_RATIO * lam[..., 0]).all()):
         return None

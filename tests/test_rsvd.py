@@ -4,7 +4,6 @@ spectrum. Tolerances from tests/_tolerances.py."""
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import pytest
@@ -619,39 +618,3 @@ def test_a_batch_shares_one_sketch(gen):
     assert all(torch.equal(a, b) for a, b in zip(res, again))
     Q = sl.range_finder(A, 10, generator=gen(6))
     assert torch.equal(Q[0], Q[2])
-
-
-def test_small_eigh_batch_split_over_two_threads_is_bitwise(gen, monkeypatch):
-    """The float64 eigh of a batch of Grams (the small SVD of a batched rsvd) runs its two
-    halves on two threads where the work pays for it: the results are torch's, bit for bit;
-    a batch below the floor stays on one call."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from subspace_linalg import _lowrank_stages as st
-
-    sizes = []
-
-    class Counting(ThreadPoolExecutor):
-        def submit(self, fn, G, *a):
-            sizes.append(G.shape[0])
-            return super().submit(fn, G, *a)
-
-    pool = Counting(max_workers=1)
-    monkeypatch.setattr(st, "_POOL", [pool, os.getpid()])
-    prev = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        R = torch.randn(17, 60, 42, generator=gen(3), dtype=F64)
-        G = R.mT @ R
-        w, V = st._eigh(G)
-        w0, V0 = torch.linalg.eigh(G)
-        assert torch.equal(w, w0) and torch.equal(V, V0)
-        assert sizes == [9]  # (the second half, 17 - 8, on the worker)
-        G4 = G.reshape(1, 17, 42, 42)
-        assert all(torch.equal(a, b) for a, b in zip(st._eigh(G4), torch.linalg.eigh(G4)))
-        small = G[:3, :10, :10]
-        assert all(torch.equal(a, b) for a, b in zip(st._eigh(small), torch.linalg.eigh(small)))
-        assert sizes == [9, 9]  # (the small batch: one call)
-    finally:
-        torch.set_num_threads(prev)
-        pool.shutdown()
