@@ -442,7 +442,8 @@ def adaptive_qb(A, tol, max_rank, block, power_iters, generator, *, cancel_tol2)
     explicit = tol * tol < cancel_tol2
     while Q.shape[-1] < max_rank:
         b = min(block, max_rank - Q.shape[-1])
-        Omega = gaussian(batch + (n, b), A.dtype, A.device, generator)
+        Omega = gaussian((n, b) if math.prod(batch) > 1 else batch + (n, b), A.dtype, A.device, generator)
+        Omega = Omega.expand(batch + (n, b))  # (a batch shares each block's sketch, as start_block's)
         fo = FlaggedOrth()
         Qi = _qb_block(A, Q, B, Omega, power_iters, fo)
         Bi = Qi.mT @ A

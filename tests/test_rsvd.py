@@ -618,3 +618,6 @@ def test_a_batch_shares_one_sketch(gen):
     assert all(torch.equal(a, b) for a, b in zip(res, again))
     Q = sl.range_finder(A, 10, generator=gen(6))
     assert torch.equal(Q[0], Q[2])
+    ada = sl.rsvd(A, None, tol=0.3, generator=gen(8))  # (the adaptive mode's blocks too)
+    for t in ada:
+        assert torch.equal(t[0], t[2])
