@@ -161,6 +161,14 @@ def columns_copy(A, l, right_passes):
     return torch.ops.subspace_linalg.transpose_copy.default(A)
 
 
+def sketch_block(batch, n, l, dtype, device, generator) -> torch.Tensor:
+    """A Gaussian sketch (*batch, n, l): one (n, l) block broadcast over a batch of two or
+    more elements (see :func:`start_block`)."""
+    if math.prod(batch) > 1:
+        return gaussian((n, l), dtype, device, generator).expand(tuple(batch) + (n, l))
+    return gaussian(tuple(batch) + (n, l), dtype, device, generator)
+
+
 def start_block(A, l, init, generator, Alow=None, Acols=None) -> torch.Tensor:
     """The block (..., m, l) the iteration starts from, before orthonormalization: A @ Omega
     with a Gaussian Omega (one pass; from ``Alow`` when given), or [init, G] padding init
@@ -174,11 +182,7 @@ def start_block(A, l, init, generator, Alow=None, Acols=None) -> torch.Tensor:
     m, n = A.shape[-2:]
     batch = A.shape[:-2]
     if init is None:
-        if math.prod(batch) > 1:
-            Omega = gaussian((n, l), A.dtype, A.device, generator).expand(batch + (n, l))
-        else:
-            Omega = gaussian(batch + (n, l), A.dtype, A.device, generator)
-        return product(A, Omega, False, Alow, Acols)
+        return product(A, sketch_block(batch, n, l, A.dtype, A.device, generator), False, Alow, Acols)
     extra = l - init.shape[-1]
     if extra <= 0:
         return init
@@ -442,8 +446,7 @@ def adaptive_qb(A, tol, max_rank, block, power_iters, generator, *, cancel_tol2)
     explicit = tol * tol < cancel_tol2
     while Q.shape[-1] < max_rank:
         b = min(block, max_rank - Q.shape[-1])
-        Omega = gaussian((n, b) if math.prod(batch) > 1 else batch + (n, b), A.dtype, A.device, generator)
-        Omega = Omega.expand(batch + (n, b))  # (a batch shares each block's sketch, as start_block's)
+        Omega = sketch_block(batch, n, b, A.dtype, A.device, generator)  # (shared by a batch, as start_block's)
         fo = FlaggedOrth()
         Qi = _qb_block(A, Q, B, Omega, power_iters, fo)
         Bi = Qi.mT @ A
