@@ -46,6 +46,12 @@ def orthonormalize(Y: torch.Tensor, *, check_finite: bool = True) -> torch.Tenso
     return _orthonormalize(Y, check_finite=check_finite)
 
 
+def orthonormalize_householder(Y: torch.Tensor) -> torch.Tensor:
+    """Householder QR's orthonormal basis of finite Y (..., p, l) (R's diagonal non-negative):
+    always orthonormal, no flag; the CPU rescue of a failed flagged CholeskyQR."""
+    return _orthonormalize(Y, method="householder", check_finite=False)
+
+
 def orthonormalize_flagged(Y: torch.Tensor):
     """``(Q, ok)`` with no host synchronization: ok (a bool tensor of Y's batch shape, or
     None when the method cannot fail) is False where Q must not be trusted; those elements

@@ -621,3 +621,25 @@ def test_a_batch_shares_one_sketch(gen):
     ada = sl.rsvd(A, None, tol=0.3, generator=gen(8))  # (the adaptive mode's blocks too)
     for t in ada:
         assert torch.equal(t[0], t[2])
+
+
+def test_cpu_flag_failures_are_fixed_in_place_without_a_second_run(monkeypatch, gen):
+    """float32 blocks past CholeskyQR's condition limit (sigma_i = i^-2, l = 74: kappa 5476 >
+    u^-1/2) fail their flags at every pass. On the CPU the failed elements are replaced by
+    Householder QR at once: the passes are made once (2q + 2 products, not twice that), the
+    result as accurate; in a batch only the failing element is replaced."""
+    from subspace_linalg import _rsvd_core as core
+
+    calls = []
+    real = core.product
+    monkeypatch.setattr(core, "product", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    d = 500
+    fast = with_spectrum(600, d, torch.arange(1, d + 1, dtype=F64) ** -2.0, gen(40)).float()
+    res = sl.rsvd(fast, 64, generator=gen(41))
+    assert len(calls) == 6
+    check_svd(fast, res, 64, torch.float32)
+    slow = with_spectrum(600, d, torch.arange(1, d + 1, dtype=F64) ** -0.5, gen(42)).float()
+    calls.clear()
+    res = sl.rsvd(torch.stack([slow, fast, slow]), 64, generator=gen(43))
+    assert len(calls) == 6
+    check_svd(torch.stack([slow, fast, slow]), res, 64, torch.float32)
