@@ -2,7 +2,8 @@
 scikit-learn's randomized_svd, and the time of rsvd's own GEMMs (the 2q + 2 products with
 A alone, no orthonormalization or small SVD) as a floor.
 
-Inputs have a prescribed spectrum sigma_i = i^-1 (a GaLore-like gradient), so the optimal
+Inputs have a prescribed spectrum sigma_i = i^-1 (a GaLore-like gradient; one row i^-2, a
+fast decay whose float32 blocks are past CholeskyQR's condition limit), so the optimal
 rank-k error is known; every row's error is the excess ||A - U S Vh||_F / optimal - 1
 (max over a batch), for ours and for each peer (truncated to rank k)."""
 from __future__ import annotations
@@ -26,10 +27,10 @@ def _basis(rows, cols, g, batch, where="cpu"):
     return torch.linalg.qr(torch.randn(batch + (rows, cols), generator=g, dtype=torch.float64).to(where)).Q
 
 
-def _matrix(batch, m, n, seed, where="cpu"):
+def _matrix(batch, m, n, seed, where="cpu", alpha=1.0):
     g = torch.Generator().manual_seed(seed)
     d = min(m, n)
-    s = torch.arange(1, d + 1, dtype=torch.float64, device=where) ** -1.0
+    s = torch.arange(1, d + 1, dtype=torch.float64, device=where) ** -alpha
     U, V = _basis(m, d, g, batch, where), _basis(n, d, g, batch, where)
     return U, s, V
 
@@ -63,13 +64,13 @@ def _gemm_chain(A, X, passes, low=None):
     return Y
 
 
-def _setup(batch, m, n, k, dtype, device, seed, warm_delta=None, l=None):
+def _setup(batch, m, n, k, dtype, device, seed, warm_delta=None, l=None, alpha=1.0):
     # the float64 test matrix of a large case is made (and checked) on the GPU: on the
     # CPU its QRs and product (4096 x 11008: about 0.5 TFLOP in float64) take minutes
     where = device if str(device).startswith("cuda") and m * n >= (1 << 24) else "cpu"
 
     def setup():
-        U, s, V = _matrix(batch, m, n, seed, where)
+        U, s, V = _matrix(batch, m, n, seed, where, alpha)
         inp = {}
         if warm_delta is not None:  # the previous step's matrix and its basis (GaLore refresh)
             A0 = ((U * s) @ V.mT).to(dtype=dtype, device=device)
@@ -143,18 +144,21 @@ def _flops(batch, m, n, l, passes):
     return 2 * m * n * l * passes * math.prod(batch)
 
 
-def _cold(batch, m, n, k, dtype, device, peers, seed, low=None):
+def _cold(batch, m, n, k, dtype, device, peers, seed, low=None, alpha=1.0):
     l = min(k + P, m, n)
     what = "rsvd" if low is None else f"rsvd pass_dtype={_dt(low)}"
+    if alpha != 1.0:  # a faster decay: sigma_i = i^-alpha (the name says so)
+        what += f" sigma=i^-{alpha:g}"
     note = "error = ||A - U S Vh||_F / optimal - 1; check_finite=False (as the peers)"
     if low is not None:
         note += (f"; mixed precision: the sketch and the first {2 * Q - 1} power passes in {_dt(low)}, "
                  "the last two products in the input precision")
-    return Case(SUITE, _name(batch, m, n, k, dtype, what), _setup(batch, m, n, k, dtype, device, seed),
+    return Case(SUITE, _name(batch, m, n, k, dtype, what), _setup(batch, m, n, k, dtype, device, seed, alpha=alpha),
                 lambda inp: sl.rsvd(inp["A"], k, oversample=P, power_iters=Q, generator=inp["gen"], check_finite=False,
                                     pass_dtype=low),
                 _excess, TOL, peers + [_gemm_peer(2 * Q + 2, low)],
-                flops=_flops(batch, m, n, l, 2 * Q + 2), params=_params(batch, m, n, k, dtype, pass_dtype=low and _dt(low)),
+                flops=_flops(batch, m, n, l, 2 * Q + 2),
+                params=_params(batch, m, n, k, dtype, pass_dtype=low and _dt(low), alpha=alpha),
                 note=note)
 
 
@@ -209,6 +213,8 @@ def cases(device: str, dtype: torch.dtype, quick: bool) -> list[Case]:
         _cold((16,), 512, 512, 32, dtype, device, _lowrank_peers(32, dtype), 2),
         _cold((), 2048, 5461, 256, dtype, device, [_full_svd_peer(256)] + _lowrank_peers(256, dtype), 3),
         _warm(2048, 5461, 256, dtype, device, 4),
+        # a fast decay (sigma_i = i^-2): float32 blocks past CholeskyQR's condition limit
+        _cold((), 2048, 2048, 64, dtype, device, _lowrank_peers(64, dtype), 1, alpha=2.0),
         _transpose_case((16,), 512, 512, dtype, device),
     ]
     if low is not None:
