@@ -643,3 +643,18 @@ def test_cpu_flag_failures_are_fixed_in_place_without_a_second_run(monkeypatch, 
     res = sl.rsvd(torch.stack([slow, fast, slow]), 64, generator=gen(43))
     assert len(calls) == 6
     check_svd(torch.stack([slow, fast, slow]), res, 64, torch.float32)
+
+
+@pytest.mark.parametrize("alpha", [2.0, 3.0])
+def test_float32_fast_decay_keeps_the_optimal_error(alpha, gen):
+    """float32, sigma_i = i^-alpha with alpha = 2, 3: every block is past CholeskyQR's
+    condition limit, and the rescue must keep the small singular directions. Householder
+    does: within 1.05x of the optimal rank-k error, as torch.svd_lowrank. A shifted
+    CholeskyQR pass in its place, tried, left 15x at alpha = 3 (its shift drops the
+    directions below sqrt(u))."""
+    d = 500
+    s = torch.arange(1, d + 1, dtype=F64) ** -alpha
+    A64 = with_spectrum(600, d, s, gen(50))
+    U, S, Vh = sl.rsvd(A64.float(), 64, generator=gen(51))
+    err = float((A64 - (U.double() * S.double()) @ Vh.double()).norm())
+    assert err <= 1.05 * float(s[64:].square().sum().sqrt())
