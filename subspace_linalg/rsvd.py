@@ -137,10 +137,12 @@ def rsvd(A: torch.Tensor, rank: int | None, *, oversample: int = 10, power_iters
       The intermediate bases are orthonormalized with one CholeskyQR pass (they only have to
       span the product well conditioned), the last one with CholeskyQR2.
 
-    Synchronization: none inside the passes. Their orthonormalizations are sync-free
-    CholeskyQR2 with per-element success flags, read back once after the passes; an element
-    whose flags failed (ill-conditioned block) is recomputed from the same start with the
-    robust orthonormalization (shifted CholeskyQR3 / Householder).
+    Synchronization: none inside the passes on a GPU. Their orthonormalizations are
+    sync-free CholeskyQR2 with per-element success flags, read back once after the passes;
+    an element whose flags failed (ill-conditioned block) is recomputed from the same start
+    with the robust orthonormalization (shifted CholeskyQR3 / Householder). On the CPU
+    (where a host read costs nothing) each block's flags are read at once and its failed
+    elements replaced by Householder QR there, so no pass is made twice.
 
     Sign convention: the entry of largest magnitude in each column of U is positive.
     Layout: U is contiguous; Vh is the transposed view of a contiguous V (n x k), as
