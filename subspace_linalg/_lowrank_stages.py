@@ -47,9 +47,11 @@ def orthonormalize(Y: torch.Tensor, *, check_finite: bool = True) -> torch.Tenso
 
 
 def orthonormalize_householder(Y: torch.Tensor) -> torch.Tensor:
-    """Householder QR's orthonormal basis of finite Y (..., p, l) (R's diagonal non-negative):
-    always orthonormal, no flag; the CPU rescue of a failed flagged CholeskyQR."""
-    return _orthonormalize(Y, method="householder", check_finite=False)
+    """Householder QR's orthonormal basis of Y (..., p, l) (R's diagonal non-negative):
+    always orthonormal, no flag; the CPU rescue of a failed flagged CholeskyQR. A
+    non-finite Y (an A with NaN under check_finite=False) raises orthonormalize's
+    ValueError, as the robust rerun did."""
+    return _orthonormalize(Y, method="householder")
 
 
 def orthonormalize_flagged(Y: torch.Tensor):

@@ -658,3 +658,12 @@ def test_float32_fast_decay_keeps_the_optimal_error(alpha, gen):
     U, S, Vh = sl.rsvd(A64.float(), 64, generator=gen(51))
     err = float((A64 - (U.double() * S.double()) @ Vh.double()).norm())
     assert err <= 1.05 * float(s[64:].square().sum().sqrt())
+
+
+def test_nan_input_without_the_check_still_raises(gen):
+    """check_finite=False skips rsvd's own check; a NaN that reaches a block still ends in
+    a ValueError (the rescue's), never in a silent NaN result."""
+    A = make("poly1", 600, 500, gen(60)).float()
+    A[3, 4] = float("nan")
+    with pytest.raises(ValueError, match="non-finite"):
+        sl.rsvd(A, 64, check_finite=False)
