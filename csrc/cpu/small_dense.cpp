@@ -168,8 +168,7 @@ Status cholqr_panel_cpu(int dtype, int mode, const void* y, i64 y_bstride, i64 y
   bool empty = false, rm = false;
   SL_RETURN_IF_ERROR(cholqr_panel_check(mode, y, y_rs, y_cs, q, l, x, info, work, batch, m, k, &empty, &rm));
   if (empty) return Status::ok();
-  SL_REQUIRE(!rm || cholqr_panel_cpu_row_major(),
-             "cholqr_panel: row-major panels need the AVX2 or AVX-512 kernels, which this CPU lacks");
+  // (row-major panels on a target without the packed kernels: cholqr_panel_run refuses them)
   // fewer panels than threads: every panel's rows split into parts (of >= 256 rows)
   const int nt = max_threads();
   int parts = 1;

@@ -66,7 +66,7 @@ Status svd_jacobi_cuda(int dtype, void* at, void* vt, std::int32_t* info, std::i
 // Gram G = Y^T Y, Cholesky G = L L^T, X = L^{-1}, Q = Y X^T, all in one call (the CPU
 // kernel blocks the Gram and the product over rows, SIMD along the contiguous columns).
 //   y: element (b, r, c) at y[b * y_bstride + r * y_rs + c * y_cs]: column-major panels
-//      (y_rs = 1, y_cs >= m) everywhere; row-major ones (y_cs = 1, y_rs >= k, k > 1) on the
+//      (y_rs = 1, y_cs >= m) everywhere; row-major ones (y_cs = 1, y_rs >= k) on the
 //      CPU where its kernels have the packed Gram and product (cholqr_panel_cpu_row_major():
 //      the AVX2 and AVX-512 targets; they pack any layout anyway), else InvalidArgument;
 //   q: (batch, k, m) contiguous out = column-major (b, m, k) panels;
